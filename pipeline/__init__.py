@@ -1,0 +1,1 @@
+"""Pipeline stages: adapters -> validation -> static removal -> clip cutting -> catalog."""

@@ -1,0 +1,89 @@
+"""AgiBot World: observations/<task>/<ep>/videos/*.mp4 (kept as is), proprio_stats/<task>/<ep>/proprio_stats.h5
+(int64 ns timestamps, float64 values) and task_info/task_<task>.json with per-episode segment labels."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline.adapters import common
+from schemas.episode import CameraStream, Episode, QuarantineError, SourceRef, SourceSegment
+from schemas.robot import RobotConfig
+
+VERSION = "agibot-1.0"
+STATE = ("state/joint/position", "state/effector/position")
+ACTION = ("action/joint/position", "action/effector/position")
+
+
+def discover(root: Path) -> list[SourceRef]:
+    refs = []
+    for h5 in sorted(root.glob("proprio_stats/*/*/proprio_stats.h5")):
+        task_id, episode_id = h5.parent.parent.name, h5.parent.name
+        videos = root / "observations" / task_id / episode_id / "videos"
+        files = [str(h5.relative_to(root)), f"task_info/task_{task_id}.json"]
+        files += sorted(str(v.relative_to(root)) for v in videos.glob("*.mp4")) if videos.is_dir() else []
+        refs.append(SourceRef("agibot", str(root), f"{task_id}/{episode_id}", tuple(files)))
+    return refs
+
+
+@cache
+def _task_info(path: str, mtime_ns: int) -> dict[int, dict]:
+    return {int(e["episode_id"]): e for e in json.loads(Path(path).read_text())}
+
+
+def _labels(root: Path, task_id: str, episode_id: str) -> dict:
+    path = root / "task_info" / f"task_{task_id}.json"
+    if not path.exists():
+        return {}
+    try:
+        return _task_info(str(path), path.stat().st_mtime_ns).get(int(episode_id), {})
+    except (ValueError, KeyError) as e:
+        raise QuarantineError("bad_task_info", f"{path.name}: {e}") from e
+
+
+def _stack(f: h5py.File, names: tuple[str, ...], key: str) -> np.ndarray:
+    parts = []
+    for name in names:
+        if name not in f:
+            raise QuarantineError("missing_dataset", f"{key}: no {name} in proprio_stats.h5")
+        a = np.asarray(f[name][()], np.float64)
+        parts.append(a.reshape(a.shape[0], -1))
+    if len({p.shape[0] for p in parts}) != 1:
+        raise QuarantineError("length_mismatch", f"{key}: {', '.join(f'{n} has {p.shape[0]} rows' for n, p in zip(names, parts))}")
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def read(ref: SourceRef, robot: RobotConfig) -> Episode:
+    root = Path(ref.root)
+    task_id, episode_id = ref.key.split("/")
+    try:
+        with h5py.File(root / "proprio_stats" / ref.key / "proprio_stats.h5", "r") as f:
+            if "timestamp" not in f:
+                raise QuarantineError("missing_dataset", f"{ref.key}: no timestamp in proprio_stats.h5")
+            stamps = np.asarray(f["timestamp"][()], np.int64)
+            state = _stack(f, STATE, ref.key)
+            action = _stack(f, ACTION, ref.key)
+    except OSError as e:
+        raise QuarantineError("unreadable_hdf5", f"{ref.key}: proprio_stats.h5: {e}") from e
+    if action.shape[0] != state.shape[0]:
+        raise QuarantineError("length_mismatch", f"{ref.key}: {state.shape[0]} state rows but {action.shape[0]} action rows")
+    cameras = []
+    for cam in robot.cameras:
+        video = root / "observations" / ref.key / "videos" / f"{cam.name}.mp4"
+        if not video.exists():
+            raise QuarantineError("missing_camera", f"{ref.key}: no videos/{cam.name}.mp4")
+        cameras.append(CameraStream(cam.name, cam.role, video_path=str(video)))
+    info = _labels(root, task_id, episode_id)
+    segments = [SourceSegment(int(a["start_frame"]), int(a["end_frame"]), str(a.get("action_text", "")),
+                              str(a.get("skill", ""))) for a in info.get("label_info", {}).get("action_config", [])]
+    return Episode(
+        source=ref, robot=robot.name, fps=robot.fps,
+        timestamps=(stamps - stamps[0]) / 1e9 if len(stamps) else stamps.astype(np.float64),
+        state=state, action=action, state_names=robot.state_names, action_names=robot.action_names,
+        cameras=cameras, content_hash=common.content_hash(ref), adapter_version=VERSION,
+        task_name=info.get("task_name"), segments=segments,
+    )

@@ -1,0 +1,69 @@
+"""ALOHA / AgileX HDF5: <task>/episode_{i}.hdf5 with /observations/qpos, /action and camera images stored
+raw (T,H,W,3) or as JPEG rows padded to a common length (root attr compress=True). No timestamps: t = i/fps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from pipeline.adapters import common
+from pipeline.validate import check_frame_counts
+from schemas.episode import CameraStream, Episode, QuarantineError, SourceRef
+from schemas.robot import RobotConfig
+
+VERSION = "aloha-1.0"
+
+
+def discover(root: Path) -> list[SourceRef]:
+    return [SourceRef("aloha", str(root), str(p.relative_to(root)), (str(p.relative_to(root)),))
+            for p in sorted(root.rglob("episode_*.hdf5"))]
+
+
+def _frames(path: Path, cam: str):
+    """Streams one camera's frames as RGB. JPEG rows are decoded with cv2.imdecode and no channel swap:
+    the recorders passed RGB to cv2.imencode, so imdecode gives RGB back."""
+
+    def gen():
+        with h5py.File(path, "r") as f:
+            data = f[f"observations/images/{cam}"]
+            compressed = data.ndim == 2
+            for i in range(data.shape[0]):
+                row = data[i]
+                if not compressed:
+                    yield row
+                    continue
+                img = cv2.imdecode(row, cv2.IMREAD_COLOR)
+                if img is None:
+                    raise QuarantineError("corrupt_image", f"camera {cam} frame {i}: JPEG does not decode")
+                yield img
+
+    return gen
+
+
+def read(ref: SourceRef, robot: RobotConfig) -> Episode:
+    path = Path(ref.root) / ref.key
+    try:
+        with h5py.File(path, "r") as f:
+            qpos = np.asarray(f["observations/qpos"][()], np.float32)
+            action = np.asarray(f["action"][()], np.float32)
+            images = f["observations/images"]
+            lengths = {c.name: images[c.name].shape[0] for c in robot.cameras if c.name in images}
+    except KeyError as e:
+        raise QuarantineError("missing_dataset", f"{ref.key}: {e}") from e
+    except OSError as e:
+        raise QuarantineError("unreadable_hdf5", f"{ref.key}: {e}") from e
+    cameras = []
+    for cam in robot.cameras:
+        if cam.name not in lengths:
+            raise QuarantineError("missing_camera", f"{ref.key}: no /observations/images/{cam.name}")
+        cameras.append(CameraStream(cam.name, cam.role, frames=_frames(path, cam.name)))
+    n = qpos.shape[0] if qpos.ndim == 2 else 0
+    check_frame_counts(ref.key, n, lengths)
+    return Episode(
+        source=ref, robot=robot.name, fps=robot.fps, timestamps=np.arange(n) / robot.fps, state=qpos,
+        action=action, state_names=robot.state_names, action_names=robot.action_names, cameras=cameras,
+        content_hash=common.content_hash(ref), adapter_version=VERSION, task_name=path.parent.name,
+    )

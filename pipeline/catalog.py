@@ -1,0 +1,74 @@
+"""The catalog: per-episode manifests (resume markers) consolidated into Parquet tables under OUT/catalog,
+each published atomically, and a DuckDB connection with a view per table."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.catalog import SORT_KEYS, TABLES, with_version
+
+MANIFEST_DIR = "_manifests"
+CATALOG_DIR = "catalog"
+
+
+def manifest_path(out: Path, episode_id: str) -> Path:
+    return out / MANIFEST_DIR / f"{episode_id}.json"
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_manifests(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / MANIFEST_DIR).glob("*.json"))}
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def build_catalog(out: Path) -> dict[str, Path]:
+    """Rebuilds every catalog table from the manifests, sorted, so the same inputs give identical tables."""
+    rows = {name: [] for name in TABLES}
+    for m in read_manifests(out).values():
+        if m["status"] == "ok":
+            rows["episodes"].append(m["episode"])
+            rows["clips"] += m["clips"]
+            rows["static_spans"] += m["static_spans"]
+        else:
+            rows["quarantine"].append(m["quarantine"])
+    paths = {}
+    for name, schema in TABLES.items():
+        table = pa.Table.from_pylist(rows[name], schema=with_version(schema))
+        if table.num_rows:
+            table = table.sort_by([(k, "ascending") for k in SORT_KEYS[name]])
+        paths[name] = out / CATALOG_DIR / f"{name}.parquet"
+        write_table_atomic(table, paths[name])
+    return paths
+
+
+def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
+    """DuckDB with a view per catalog table, plus `frames` over every episode's frame table."""
+    root = Path(root)
+    if not (root / CATALOG_DIR).is_dir():
+        raise FileNotFoundError(f"{root} has no catalog/ folder: run `vla-data ingest` into it first")
+    con = duckdb.connect()
+    for p in sorted((root / CATALOG_DIR).glob("*.parquet")):
+        con.execute(f"CREATE VIEW {p.stem} AS SELECT * FROM read_parquet('{p}')")
+    if any((root / "episodes").glob("*/frames.parquet")):
+        con.execute(f"CREATE VIEW frames AS SELECT * FROM read_parquet('{root}/episodes/*/frames.parquet')")
+    return con

@@ -1,0 +1,1 @@
+"""Versioned data contracts. Every stage reads and writes through these."""

@@ -1,0 +1,75 @@
+"""The canonical episode contract: what every source adapter produces, whatever the raw format.
+
+Arrays stay numpy (frames are streamed, never held whole); the catalog tables in schemas.catalog are
+the persisted form of the same contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EPISODE_CONTRACT_VERSION = "1.0"
+
+
+class QuarantineError(Exception):
+    """An episode that must not go downstream. `code` is stable and machine-readable, `detail` precise."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One raw recording found on disk, before it is read."""
+
+    source_format: str
+    root: str  # the ingest input root
+    key: str  # path of the recording relative to root: stable id of the source
+    files: tuple[str, ...]  # every file the recording consists of (for hashing and change detection)
+
+
+@dataclass
+class CameraStream:
+    """One camera. Either `frames` yields RGB uint8 frames (video arrives as frames, e.g. ALOHA HDF5)
+    or `video_path` points at an mp4 that is kept as is (e.g. AgiBot)."""
+
+    name: str
+    role: str  # top | left_wrist | right_wrist
+    frames: Callable[[], Iterator[np.ndarray]] | None = None
+    video_path: str | None = None
+
+
+@dataclass
+class SourceSegment:
+    """A human segment label that came with the recording (frame range end-exclusive)."""
+
+    start_frame: int
+    end_frame: int
+    text: str
+    skill: str = ""
+
+
+@dataclass
+class Episode:
+    source: SourceRef
+    robot: str
+    fps: float
+    timestamps: np.ndarray  # (N,) float64 seconds from the first sample, on the joint clock
+    state: np.ndarray  # (N, D) float32
+    action: np.ndarray  # (N, D_action) float32
+    state_names: list[str]
+    action_names: list[str]
+    cameras: list[CameraStream]
+    content_hash: str
+    adapter_version: str
+    task_name: str | None = None
+    segments: list[SourceSegment] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.state.shape[0])

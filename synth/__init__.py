@@ -1,0 +1,1 @@
+"""Deterministic sample recordings of bimanual tasks, written exactly as real robots write them."""
