@@ -58,8 +58,9 @@ def _camera_pass(ep: Episode, cam: CameraStream, staging: Path) -> tuple[dict, n
                 motion.add(rgb)
                 frames, shape = frames + 1, rgb.shape
             codec = codec_of(uri)
-        except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise QuarantineError("corrupt_video", f"{cam.name}.mp4: {e}") from e
+        except av.error.FFmpegError as e:
+            raise QuarantineError("corrupt_video", f"{cam.name}.mp4 does not decode after frame {frames}: "
+                                  f"{e.strerror or e}") from e
     info = {"name": cam.name, "role": cam.role, "uri": str(uri), "encoded_by_ingest": cam.frames is not None,
             "num_frames": frames, "width": shape[1], "height": shape[0], "codec": codec}
     return info, motion.scores
@@ -73,7 +74,7 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
     staging.mkdir(parents=True)
     try:
         cams, scores = zip(*(_camera_pass(ep, cam, staging) for cam in ep.cameras))
-        check_frame_counts(ep.source.key, ep.num_frames, {c["name"]: c["num_frames"] for c in cams})
+        check_frame_counts(ep.num_frames, {c["name"]: c["num_frames"] for c in cams})
         visual = np.max(np.stack(scores), axis=0)
         static = static_mask(ep.state, visual, robot)
         clips = cut_clips(ep.state, static, ep.segments, robot)

@@ -49,12 +49,13 @@ def _local_peak(speed: np.ndarray, window: int) -> np.ndarray:
     return np.minimum(windows[: len(speed)].max(axis=1), windows[window:].max(axis=1))
 
 
-def _cuts_in_run(a: int, b: int, speed: np.ndarray, events: list[int], robot: RobotConfig) -> list[int]:
+def _cuts_in_run(a: int, b: int, speed: np.ndarray, events: list[int], robot: RobotConfig) -> dict[int, bool]:
+    """Cut frame -> whether it is a hard cut (the end of a gripper transition)."""
     seg, fps = robot.segmentation, robot.fps
     run = speed[a:b]
     tol = int(PLATEAU_TOLERANCE_S * fps)
     inside = [e for e in events if a < e < b]
-    cuts, used = [], set()
+    cuts, used = {}, set()
     for p0, p1 in runs(run < seg.arm_pause_fraction * _local_peak(run, int(PAUSE_WINDOW_S * fps))):
         p0, p1 = p0 + a, p1 + a
         if p0 == a or p1 == b:  # pauses at the run's edges are already boundaries
@@ -62,32 +63,39 @@ def _cuts_in_run(a: int, b: int, speed: np.ndarray, events: list[int], robot: Ro
         near = [e for e in inside if p0 - tol <= e <= p1 + tol]
         used.update(near)
         # One pause with gripper activity is one boundary, after the last gripper event (e.g. a handover).
-        cuts.append(max(near) if near else p0 + int(np.argmin(speed[p0:p1])))
-    cuts += [e for e in inside if e not in used]  # gripper transitions while the arm moves: hard cuts
-    return sorted(set(cuts))
+        if near:
+            cuts[max(near)] = True
+        else:
+            cuts.setdefault(p0 + int(np.argmin(speed[p0:p1])), False)
+    cuts.update({e: True for e in inside if e not in used})  # gripper transitions while the arm moves
+    return cuts
 
 
-def _enforce_lengths(bounds: list[int], speed: np.ndarray, robot: RobotConfig) -> list[int]:
-    seg, fps = robot.segmentation, robot.fps
-    lo, hi = seg.clip_min_s * fps, seg.clip_max_s * fps
+def _merge_short(bounds: list[int], hard: set[int], min_len: float) -> list[int]:
+    """Drops boundaries until no piece is shorter than min_len; a short piece loses a soft boundary before a
+    hard one, and otherwise joins its shorter neighbour. The run's own edges stay."""
     bounds = list(bounds)
     while len(bounds) > 2:
         lengths = np.diff(bounds)
         i = int(np.argmin(lengths))
-        if lengths[i] >= lo:
+        if lengths[i] >= min_len:
             break
-        # merge the short piece into its shorter neighbour by dropping the boundary between them
-        if i == 0:
-            drop = 1
-        elif i == len(lengths) - 1:
-            drop = i
-        else:
-            drop = i if lengths[i - 1] <= lengths[i + 1] else i + 1
+        left = i if i > 0 else None  # index in bounds of the piece's droppable boundaries
+        right = i + 1 if i + 1 < len(bounds) - 1 else None
+        options = [j for j in (left, right) if j is not None]
+        soft = [j for j in options if bounds[j] not in hard]
+        pool = soft or options
+        drop = min(pool, key=lambda j: bounds[j + 1] - bounds[j - 1])
         del bounds[drop]
+    return bounds
+
+
+def _split_long(bounds: list[int], speed: np.ndarray, max_len: float) -> list[int]:
+    """Splits pieces longer than max_len at the slowest arm speed near each even split point."""
     out = [bounds[0]]
     for a, b in zip(bounds, bounds[1:]):
-        pieces = int(np.ceil((b - a) / hi))
-        for k in range(1, pieces):  # split a too-long piece at the slowest point near each even split
+        pieces = int(np.ceil((b - a) / max_len))
+        for k in range(1, pieces):
             centre = a + k * (b - a) // pieces
             w = int((b - a) / pieces / 4)
             out.append(centre - w + int(np.argmin(speed[centre - w: centre + w + 1])))
@@ -96,12 +104,14 @@ def _enforce_lengths(bounds: list[int], speed: np.ndarray, robot: RobotConfig) -
 
 
 def clips_from_signals(state: np.ndarray, static: np.ndarray, robot: RobotConfig) -> list[Clip]:
+    seg, fps = robot.segmentation, robot.fps
     speed = arm_speed(state, robot)
     events = gripper_events(state, robot)
     clips = []
     for a, b in runs(~static):
-        bounds = [a, *_cuts_in_run(a, b, speed, events, robot), b]
-        bounds = _enforce_lengths(bounds, speed, robot)
+        cuts = _cuts_in_run(a, b, speed, events, robot)
+        bounds = _merge_short([a, *sorted(cuts), b], {c for c, hard in cuts.items() if hard}, seg.clip_min_s * fps)
+        bounds = _split_long(bounds, speed, seg.clip_max_s * fps)
         clips += [Clip(s, e, "signals") for s, e in zip(bounds, bounds[1:])]
     return clips
 

@@ -20,13 +20,16 @@ ACTION = ("action/joint/position", "action/effector/position")
 
 
 def discover(root: Path) -> list[SourceRef]:
+    """Episodes of every AgiBot World dataset root (a folder holding proprio_stats/) at or below root.
+    A ref's root is its dataset root and its key the native '<task_id>/<episode_id>'."""
     refs = []
-    for h5 in sorted(root.glob("proprio_stats/*/*/proprio_stats.h5")):
+    for h5 in sorted(root.glob("**/proprio_stats/*/*/proprio_stats.h5")):
+        dataset = h5.parents[3]
         task_id, episode_id = h5.parent.parent.name, h5.parent.name
-        videos = root / "observations" / task_id / episode_id / "videos"
-        files = [str(h5.relative_to(root)), f"task_info/task_{task_id}.json"]
-        files += sorted(str(v.relative_to(root)) for v in videos.glob("*.mp4")) if videos.is_dir() else []
-        refs.append(SourceRef("agibot", str(root), f"{task_id}/{episode_id}", tuple(files)))
+        videos = dataset / "observations" / task_id / episode_id / "videos"
+        files = [str(h5.relative_to(dataset)), f"task_info/task_{task_id}.json"]
+        files += sorted(str(v.relative_to(dataset)) for v in videos.glob("*.mp4")) if videos.is_dir() else []
+        refs.append(SourceRef("agibot", str(dataset), f"{task_id}/{episode_id}", tuple(files)))
     return refs
 
 
@@ -45,15 +48,17 @@ def _labels(root: Path, task_id: str, episode_id: str) -> dict:
         raise QuarantineError("bad_task_info", f"{path.name}: {e}") from e
 
 
-def _stack(f: h5py.File, names: tuple[str, ...], key: str) -> np.ndarray:
+def _stack(f: h5py.File, names: tuple[str, ...]) -> np.ndarray:
     parts = []
     for name in names:
         if name not in f:
-            raise QuarantineError("missing_dataset", f"{key}: no {name} in proprio_stats.h5")
+            raise QuarantineError("missing_dataset", f"no {name} in proprio_stats.h5")
         a = np.asarray(f[name][()], np.float64)
+        if a.shape[0] == 0:
+            raise QuarantineError("empty_episode", f"{name} has no rows")
         parts.append(a.reshape(a.shape[0], -1))
     if len({p.shape[0] for p in parts}) != 1:
-        raise QuarantineError("length_mismatch", f"{key}: {', '.join(f'{n} has {p.shape[0]} rows' for n, p in zip(names, parts))}")
+        raise QuarantineError("length_mismatch", ", ".join(f'{n} has {p.shape[0]} rows' for n, p in zip(names, parts)))
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -63,19 +68,19 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
     try:
         with h5py.File(root / "proprio_stats" / ref.key / "proprio_stats.h5", "r") as f:
             if "timestamp" not in f:
-                raise QuarantineError("missing_dataset", f"{ref.key}: no timestamp in proprio_stats.h5")
+                raise QuarantineError("missing_dataset", "no timestamp in proprio_stats.h5")
             stamps = np.asarray(f["timestamp"][()], np.int64)
-            state = _stack(f, STATE, ref.key)
-            action = _stack(f, ACTION, ref.key)
+            state = _stack(f, STATE)
+            action = _stack(f, ACTION)
     except OSError as e:
-        raise QuarantineError("unreadable_hdf5", f"{ref.key}: proprio_stats.h5: {e}") from e
+        raise QuarantineError("unreadable_hdf5", f"proprio_stats.h5: {e}") from e
     if action.shape[0] != state.shape[0]:
-        raise QuarantineError("length_mismatch", f"{ref.key}: {state.shape[0]} state rows but {action.shape[0]} action rows")
+        raise QuarantineError("length_mismatch", f"{state.shape[0]} state rows but {action.shape[0]} action rows")
     cameras = []
     for cam in robot.cameras:
         video = root / "observations" / ref.key / "videos" / f"{cam.name}.mp4"
         if not video.exists():
-            raise QuarantineError("missing_camera", f"{ref.key}: no videos/{cam.name}.mp4")
+            raise QuarantineError("missing_camera", f"no videos/{cam.name}.mp4")
         cameras.append(CameraStream(cam.name, cam.role, video_path=str(video)))
     info = _labels(root, task_id, episode_id)
     segments = [SourceSegment(int(a["start_frame"]), int(a["end_frame"]), str(a.get("action_text", "")),

@@ -27,18 +27,18 @@ def _frames(path: Path, cam: str):
     the recorders passed RGB to cv2.imencode, so imdecode gives RGB back."""
 
     def gen():
-        with h5py.File(path, "r") as f:
-            data = f[f"observations/images/{cam}"]
-            compressed = data.ndim == 2
-            for i in range(data.shape[0]):
-                row = data[i]
-                if not compressed:
-                    yield row
-                    continue
-                img = cv2.imdecode(row, cv2.IMREAD_COLOR)
-                if img is None:
-                    raise QuarantineError("corrupt_image", f"camera {cam} frame {i}: JPEG does not decode")
-                yield img
+        i = 0
+        try:
+            with h5py.File(path, "r") as f:
+                data = f[f"observations/images/{cam}"]
+                compressed = data.ndim == 2
+                for i in range(data.shape[0]):
+                    img = cv2.imdecode(data[i], cv2.IMREAD_COLOR) if compressed else data[i]
+                    if img is None:
+                        raise QuarantineError("corrupt_image", f"camera {cam} frame {i}: JPEG does not decode")
+                    yield img
+        except OSError as e:
+            raise QuarantineError("unreadable_hdf5", f"camera {cam} frame {i}: {e}") from e
 
     return gen
 
@@ -52,16 +52,16 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
             images = f["observations/images"]
             lengths = {c.name: images[c.name].shape[0] for c in robot.cameras if c.name in images}
     except KeyError as e:
-        raise QuarantineError("missing_dataset", f"{ref.key}: {e}") from e
+        raise QuarantineError("missing_dataset", str(e)) from e
     except OSError as e:
-        raise QuarantineError("unreadable_hdf5", f"{ref.key}: {e}") from e
+        raise QuarantineError("unreadable_hdf5", str(e)) from e
     cameras = []
     for cam in robot.cameras:
         if cam.name not in lengths:
-            raise QuarantineError("missing_camera", f"{ref.key}: no /observations/images/{cam.name}")
+            raise QuarantineError("missing_camera", f"no /observations/images/{cam.name}")
         cameras.append(CameraStream(cam.name, cam.role, frames=_frames(path, cam.name)))
     n = qpos.shape[0] if qpos.ndim == 2 else 0
-    check_frame_counts(ref.key, n, lengths)
+    check_frame_counts(n, lengths)
     return Episode(
         source=ref, robot=robot.name, fps=robot.fps, timestamps=np.arange(n) / robot.fps, state=qpos,
         action=action, state_names=robot.state_names, action_names=robot.action_names, cameras=cameras,

@@ -1,0 +1,129 @@
+"""`vla-data`: the one command line of the data engine."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+
+@app.callback()
+def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        return w, h
+    except ValueError:
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT, got {text!r}") from None
+
+
+@app.command()
+def synth(
+    format: str = typer.Option(..., "--format", help="aloha | agibot"),
+    episodes: int = typer.Option(4, "--episodes", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out"),
+    size: str = typer.Option("320x240", "--size", help="camera image WIDTHxHEIGHT"),
+    faults: str = typer.Option("", "--faults", help="comma-separated faults given to the last episodes"),
+    raw_images_every: int = typer.Option(0, "--raw-images-every",
+                                         help="ALOHA: store every k-th episode's images uncompressed"),
+) -> None:
+    """Write deterministic sample recordings in a robot's raw on-disk format, with ground truth."""
+    from synth.generate import generate
+
+    try:
+        keys = generate(format, episodes, seed, out, _size(size), [f for f in faults.split(",") if f],
+                        raw_images_every)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    console.print(f"wrote {len(keys)} {format} episodes to {out} (ground truth in {out / 'ground_truth'})")
+
+
+@app.command()
+def ingest(
+    input: Path = typer.Argument(..., help="folder with raw recordings (any supported format, mixed is fine)"),
+    out: Path = typer.Argument(..., help="output folder: catalog/, episodes/, _manifests/"),
+    format: list[str] = typer.Option(None, "--format", help="only these source formats"),
+    robot: str = typer.Option(None, "--robot", help="robot config name or path (default: the format's own)"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)"),
+) -> None:
+    """Validate, de-idle and cut raw recordings into clips on Ray; write the catalog."""
+    from jobs.ingest import run_ingest
+
+    try:
+        r = run_ingest(input, out, format or None, robot, address)
+    except (FileNotFoundError, ValueError, LookupError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"Ingested {r.discovered} recordings ({r.processed} processed, {r.skipped} already done)")
+    for col in ("robot", "episodes", "recorded hours", "clips", "static s dropped"):
+        table.add_column(col, justify="left" if col == "robot" else "right")
+    for row in r.per_robot:
+        table.add_row(row["robot"], str(row["episodes"]), f"{row['hours']:.3f}", str(row["clips"]),
+                      f"{row['static_s']:.1f}")
+    console.print(table)
+    if r.quarantined:
+        q = Table(title=f"Quarantined: {len(r.quarantined)}")
+        for col in ("source", "reason"):
+            q.add_column(col)
+        for row in r.quarantined:
+            q.add_row(f"{row['format']}:{row['source_key']}", row["reason"])
+        console.print(q)
+    else:
+        console.print("Quarantined: none")
+    console.print(f"Catalog: {r.out / 'catalog'}  (query it: vla-data sql {r.out} \"SELECT * FROM episodes\")")
+
+
+@app.command()
+def sql(
+    root: Path = typer.Argument(..., help="an ingest output folder"),
+    query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames"),
+    format: str = typer.Option("table", "--format", help="table | csv | json"),
+) -> None:
+    """Run SQL over the catalog with DuckDB."""
+    import duckdb
+
+    from pipeline.catalog import connect
+
+    try:
+        rel = connect(root).sql(query)
+    except (FileNotFoundError, duckdb.Error) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    if rel is None:
+        return
+    if format == "table":
+        typer.echo(str(rel))
+    elif format == "csv":
+        typer.echo(_csv(rel), nl=False)
+    elif format == "json":
+        import json
+
+        typer.echo(json.dumps([dict(zip(rel.columns, row)) for row in rel.fetchall()], default=str))
+    else:
+        raise typer.BadParameter(f"unknown format {format!r}")
+
+
+def _csv(rel) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(rel.columns)
+    w.writerows(rel.fetchall())
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    app()

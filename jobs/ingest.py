@@ -1,0 +1,118 @@
+"""Ray job: raw recordings -> validated episodes, static spans, atomic clips and the catalog.
+
+Run as `vla-data ingest IN OUT`, `python -m jobs.ingest IN OUT`, or on a cluster with
+`ray job submit --address http://HEAD:8265 -- python -m jobs.ingest IN OUT`. Without an address Ray starts
+in-process; with one (or RAY_ADDRESS set, as inside a submitted job) it joins that cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+from tqdm import tqdm
+
+from pipeline import adapters
+from pipeline.catalog import build_catalog, connect, read_manifests
+from pipeline.ingest import episode_id, ingest_episode
+from schemas.catalog import CATALOG_VERSION
+from schemas.robot import RobotConfig, load_robot, robot_for_format
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    out: Path
+    discovered: int
+    processed: int
+    skipped: int
+    per_robot: list[dict] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)
+    catalog: dict[str, Path] = field(default_factory=dict)
+
+
+def _robots(formats: set[str], robot: str | None) -> dict[str, RobotConfig]:
+    if robot:
+        cfg = load_robot(robot)
+        return {f: cfg for f in formats if f == cfg.source_format}
+    return {f: robot_for_format(f) for f in formats}
+
+
+def init_ray(address: str | None = None) -> None:
+    """Joins the cluster at `address` (or RAY_ADDRESS); otherwise starts Ray in this process."""
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    else:  # "local": never attach to whatever cluster a `ray start` on this machine left behind
+        ray.init(address="local", include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
+
+
+def summarize(out: Path) -> tuple[list[dict], list[dict]]:
+    con = connect(out)
+    per_robot = con.execute("""
+        SELECT robot, count(*) AS episodes, sum(duration_s) / 3600 AS hours, sum(num_clips) AS clips,
+               sum(static_s) AS static_s
+        FROM episodes GROUP BY robot ORDER BY robot""").fetchall()
+    quarantined = con.execute("SELECT source_format, source_key, reason_code, reason FROM quarantine "
+                              "ORDER BY source_format, source_key").fetchall()
+    cols = ("robot", "episodes", "hours", "clips", "static_s")
+    return [dict(zip(cols, r)) for r in per_robot], [dict(zip(("format", "source_key", "code", "reason"), q))
+                                                     for q in quarantined]
+
+
+def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None = None, robot: str | None = None,
+               address: str | None = None, progress: bool = True) -> IngestResult:
+    input_dir, out = Path(input_dir), Path(out)
+    refs = adapters.discover(input_dir, formats)
+    robots = _robots({r.source_format for r in refs}, robot)
+    refs = [r for r in refs if r.source_format in robots]
+    done = read_manifests(out)
+    todo = []
+    for ref in refs:
+        m = done.get(episode_id(robots[ref.source_format].name, ref))
+        if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == adapters.fingerprint(ref)):
+            todo.append(ref)
+    log.info("%d recordings found under %s, %d already ingested, %d to do", len(refs), input_dir,
+             len(refs) - len(todo), len(todo))
+    if todo:
+        init_ray(address)
+        task = ray.remote(num_cpus=1, max_retries=1)(ingest_episode)
+        pending = [task.remote(ref, robots[ref.source_format], str(out.resolve())) for ref in todo]
+        with tqdm(total=len(pending), desc="ingest", unit="episode", disable=not progress) as bar:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                m = ray.get(ready[0])
+                if m["status"] != "ok":
+                    log.warning("quarantined %s: %s", m["quarantine"]["source_key"], m["reason"])
+                bar.update(1)
+    catalog = build_catalog(out)
+    per_robot, quarantined = summarize(out)
+    return IngestResult(out, len(refs), len(todo), len(refs) - len(todo), per_robot, quarantined, catalog)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m jobs.ingest", description=__doc__.splitlines()[0])
+    p.add_argument("input")
+    p.add_argument("out")
+    p.add_argument("--format", action="append", dest="formats", help="only these source formats")
+    p.add_argument("--robot", help="robot config name or path (default: the format's own)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    r = run_ingest(a.input, a.out, a.formats, a.robot, a.address)
+    for row in r.per_robot:
+        log.info("%s: %d episodes, %.3f h, %d clips, %.1f static s dropped", row["robot"], row["episodes"],
+                 row["hours"], row["clips"], row["static_s"])
+    for q in r.quarantined:
+        log.info("quarantined %s: %s", q["source_key"], q["reason"])
+    log.info("catalog: %s", r.out / "catalog")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Shared fixtures: one in-process Ray for the session, and sample recordings generated once."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # two cores are easily oversubscribed
+
+import pytest  # noqa: E402
+import ray  # noqa: E402
+import yaml  # noqa: E402
+
+from schemas.robot import ROBOT_CONFIG_DIR  # noqa: E402
+from synth.formats import truth_path  # noqa: E402
+from synth.generate import generate  # noqa: E402
+
+SEED = 11
+EPISODES = 8
+FAULTS = {
+    "aloha": {"truncated_hdf5": "unreadable_hdf5", "camera_short": "frame_count_mismatch", "nan_qpos": "non_finite",
+              "wrong_joint_dim": "joint_dimension", "empty_episode": "empty_episode"},
+    "agibot": {"truncated_hdf5": "unreadable_hdf5", "nan_qpos": "non_finite", "wrong_joint_dim": "joint_dimension",
+               "empty_episode": "empty_episode", "nonmonotonic_timestamps": "non_monotonic_timestamps",
+               "missing_video": "missing_camera", "corrupt_mp4": "corrupt_video"},
+}
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory) -> Path:
+    """raw/aloha and raw/agibot, EPISODES good episodes each at the default camera size."""
+    raw = tmp_path_factory.mktemp("samples") / "raw"
+    for fmt in ("aloha", "agibot"):
+        generate(fmt, EPISODES, SEED, raw / fmt)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def ingested(samples, ray_local, tmp_path_factory):
+    from jobs.ingest import run_ingest
+
+    out = tmp_path_factory.mktemp("catalog")
+    return run_ingest(samples, out, progress=False)
+
+
+def signals_only_robot(tmp_path: Path, name: str) -> Path:
+    """A copy of a robot config that ignores source segment labels (segmentation from robot signals)."""
+    cfg = yaml.safe_load((ROBOT_CONFIG_DIR / f"{name}.yaml").read_text())
+    cfg.setdefault("segmentation", {})["use_source_labels"] = False
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def truth(episode: dict) -> dict:
+    """Ground truth of a catalog episode: the sidecar the generator wrote beside its recordings
+    (both formats' sample keys are '<task>/<episode>' under the generator's output folder)."""
+    uri = Path(episode["source_uri"])
+    return json.loads(truth_path(uri.parents[1], f"{uri.parent.name}/{uri.name}").read_text())

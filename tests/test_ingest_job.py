@@ -1,0 +1,106 @@
+"""The ingest job on Ray: catalog contents, atomic publication, resume without duplicates, SQL, entry points."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from jobs.ingest import run_ingest
+from schemas.catalog import CATALOG_VERSION, TABLES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tables(out: Path) -> dict:
+    return {name: pq.read_table(out / "catalog" / f"{name}.parquet") for name in TABLES}
+
+
+def test_catalog_tables_follow_the_contract(ingested):
+    tables = _tables(ingested.out)
+    for name, table in tables.items():
+        assert table.schema.remove_metadata().equals(TABLES[name]), name
+        assert table.schema.metadata[b"vla_data.catalog_version"].decode() == CATALOG_VERSION
+    episodes = tables["episodes"].to_pylist()
+    assert {e["robot"] for e in episodes} == {"aloha", "agibot_g1"}
+    assert len(episodes) == len({e["episode_id"] for e in episodes}) == 16
+    for e in episodes:
+        assert len(e["cameras"]) == 3 and all(c["num_frames"] == e["num_frames"] for c in e["cameras"])
+        assert all(Path(c["uri"]).exists() for c in e["cameras"])
+        assert len(e["content_hash"]) == 64 and e["adapter_version"]
+        assert e["static_s"] + e["active_s"] == e["duration_s"]
+        # ALOHA frames are encoded once by ingest; AgiBot mp4s are kept where they are.
+        assert all(c["encoded_by_ingest"] == (e["source_format"] == "aloha") for c in e["cameras"])
+
+
+def test_clips_cover_active_frames_only(ingested):
+    tables = _tables(ingested.out)
+    clips = tables["clips"].to_pylist()
+    for e in tables["episodes"].to_pylist():
+        frames = pq.read_table(e["frames_uri"]).to_pydict()
+        static, clip_index = np.array(frames["static"]), np.array(frames["clip_index"])
+        mine = sorted((c for c in clips if c["episode_id"] == e["episode_id"]), key=lambda c: c["clip_index"])
+        assert len(mine) == e["num_clips"] > 0
+        for a, b in zip(mine, mine[1:]):
+            assert a["end_frame"] <= b["start_frame"]
+        for c in mine:
+            assert 0 <= c["start_frame"] < c["end_frame"] <= e["num_frames"]
+            assert not static[c["start_frame"]:c["end_frame"]].any()
+            assert (clip_index[c["start_frame"]:c["end_frame"]] == c["clip_index"]).all()
+        assert abs(static.sum() / e["fps"] - e["static_s"]) < 1e-9
+        assert np.array_equal(frames["frame_index"], np.arange(e["num_frames"]))
+
+
+def test_rerun_skips_finished_episodes_and_gives_identical_tables(samples, ingested):
+    before = {name: (ingested.out / "catalog" / f"{name}.parquet").read_bytes() for name in TABLES}
+    again = run_ingest(samples, ingested.out, progress=False)
+    assert again.processed == 0 and again.skipped == again.discovered == 16
+    after = {name: (ingested.out / "catalog" / f"{name}.parquet").read_bytes() for name in TABLES}
+    assert before == after
+
+
+def test_changed_recording_is_reprocessed_once(samples, ray_local, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(samples / "aloha", raw / "aloha")
+    out = tmp_path / "out"
+    first = run_ingest(raw, out, progress=False)
+    victim = sorted(raw.rglob("episode_*.hdf5"))[0]
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    second = run_ingest(raw, out, progress=False)
+    assert (first.processed, second.processed, second.skipped) == (8, 1, 7)
+    assert pq.read_table(out / "catalog" / "episodes.parquet").num_rows == 8
+
+
+def test_sql_answers_over_the_catalog(ingested):
+    runner = CliRunner()
+    q = "SELECT robot, sum(duration_s)/3600 AS hours FROM episodes GROUP BY robot ORDER BY robot"
+    r = runner.invoke(app, ["sql", str(ingested.out), q, "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0] == "robot,hours" and [ln.split(",")[0] for ln in lines[1:]] == ["agibot_g1", "aloha"]
+    hours = sum(row["hours"] for row in ingested.per_robot)
+    assert abs(sum(float(ln.split(",")[1]) for ln in lines[1:]) - hours) < 1e-9
+    r = runner.invoke(app, ["sql", str(ingested.out), "SELECT count(*) AS n FROM frames WHERE static"])
+    assert r.exit_code == 0 and "n" in r.output
+    r = runner.invoke(app, ["sql", str(ingested.out), "SELECT nope FROM episodes"])
+    assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_module_entry_point_runs_the_job(samples, tmp_path):
+    raw = tmp_path / "raw"
+    key = sorted((samples / "aloha").rglob("episode_*.hdf5"))[0]
+    (raw / key.parent.name).mkdir(parents=True)
+    shutil.copy(key, raw / key.parent.name / key.name)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "jobs.ingest", str(raw), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "aloha: 1 episodes" in proc.stderr
+    assert pq.read_table(tmp_path / "out" / "catalog" / "episodes.parquet").num_rows == 1
