@@ -1,0 +1,1 @@
+"""Web dashboard over the catalog and shards. Filled by issue 7."""

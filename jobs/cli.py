@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+console = Console(soft_wrap=True)  # long paths and reasons stay on one line
 
 
 @app.callback()
@@ -56,12 +56,14 @@ def ingest(
     format: list[str] = typer.Option(None, "--format", help="only these source formats"),
     robot: str = typer.Option(None, "--robot", help="robot config name or path (default: the format's own)"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)"),
+    ignore_source_labels: bool = typer.Option(False, "--ignore-source-labels",
+                                              help="cut clips from robot signals even where the source has labels"),
 ) -> None:
     """Validate, de-idle and cut raw recordings into clips on Ray; write the catalog."""
     from jobs.ingest import run_ingest
 
     try:
-        r = run_ingest(input, out, format or None, robot, address)
+        r = run_ingest(input, out, format or None, robot, address, ignore_labels=ignore_source_labels)
     except (FileNotFoundError, ValueError, LookupError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pipeline import adapters
 from pipeline.catalog import build_catalog, connect, read_manifests
-from pipeline.ingest import episode_id, ingest_episode
+from pipeline.ingest import config_hash, episode_id, ingest_episode
 from schemas.catalog import CATALOG_VERSION
 from schemas.robot import RobotConfig, load_robot, robot_for_format
 
@@ -36,11 +36,16 @@ class IngestResult:
     catalog: dict[str, Path] = field(default_factory=dict)
 
 
-def _robots(formats: set[str], robot: str | None) -> dict[str, RobotConfig]:
+def _robots(formats: set[str], robot: str | None, ignore_labels: bool) -> dict[str, RobotConfig]:
     if robot:
         cfg = load_robot(robot)
-        return {f: cfg for f in formats if f == cfg.source_format}
-    return {f: robot_for_format(f) for f in formats}
+        robots = {f: cfg for f in formats if f == cfg.source_format}
+    else:
+        robots = {f: robot_for_format(f) for f in formats}
+    if ignore_labels:
+        robots = {f: r.model_copy(update={"segmentation": r.segmentation.model_copy(update={"use_source_labels": False})})
+                  for f, r in robots.items()}
+    return robots
 
 
 def init_ray(address: str | None = None) -> None:
@@ -67,16 +72,20 @@ def summarize(out: Path) -> tuple[list[dict], list[dict]]:
 
 
 def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None = None, robot: str | None = None,
-               address: str | None = None, progress: bool = True) -> IngestResult:
+               address: str | None = None, progress: bool = True, ignore_labels: bool = False) -> IngestResult:
+    """Ingests every recording under input_dir that is new or changed (files or robot config) since the
+    last run into out; `ignore_labels` cuts clips from robot signals even where the source has labels."""
     input_dir, out = Path(input_dir), Path(out)
     refs = adapters.discover(input_dir, formats)
-    robots = _robots({r.source_format for r in refs}, robot)
+    robots = _robots({r.source_format for r in refs}, robot, ignore_labels)
     refs = [r for r in refs if r.source_format in robots]
     done = read_manifests(out)
     todo = []
     for ref in refs:
-        m = done.get(episode_id(robots[ref.source_format].name, ref))
-        if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == adapters.fingerprint(ref)):
+        cfg = robots[ref.source_format]
+        m = done.get(episode_id(cfg.name, ref))
+        if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == adapters.fingerprint(ref)
+                and m.get("robot_config") == config_hash(cfg)):
             todo.append(ref)
     log.info("%d recordings found under %s, %d already ingested, %d to do", len(refs), input_dir,
              len(refs) - len(todo), len(todo))
@@ -103,9 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--format", action="append", dest="formats", help="only these source formats")
     p.add_argument("--robot", help="robot config name or path (default: the format's own)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)")
+    p.add_argument("--ignore-source-labels", action="store_true", help="cut clips from signals even where labelled")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    r = run_ingest(a.input, a.out, a.formats, a.robot, a.address)
+    r = run_ingest(a.input, a.out, a.formats, a.robot, a.address, ignore_labels=a.ignore_source_labels)
     for row in r.per_robot:
         log.info("%s: %d episodes, %.3f h, %d clips, %.1f static s dropped", row["robot"], row["episodes"],
                  row["hours"], row["clips"], row["static_s"])

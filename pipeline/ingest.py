@@ -35,6 +35,11 @@ def episode_id(robot: str, ref: SourceRef) -> str:
     return f"{robot}-{digest}"
 
 
+def config_hash(robot: RobotConfig) -> str:
+    """Changes whenever a setting that shapes the output changes: resume then re-processes."""
+    return hashlib.sha1(robot.model_dump_json().encode()).hexdigest()
+
+
 def _camera_pass(ep: Episode, cam: CameraStream, staging: Path) -> tuple[dict, np.ndarray]:
     """Reads every frame of one camera once: encodes it to mp4 when it arrived as frames, checks that an
     mp4 decodes with increasing timestamps, and scores visual motion."""
@@ -127,7 +132,8 @@ def ingest_episode(ref: SourceRef, robot: RobotConfig, out: str | Path) -> dict:
     the episode is quarantined with its reason instead."""
     out = Path(out)
     eid = episode_id(robot.name, ref)
-    manifest = {"catalog_version": CATALOG_VERSION, "episode_id": eid, "fingerprint": adapters.fingerprint(ref)}
+    manifest = {"catalog_version": CATALOG_VERSION, "episode_id": eid, "fingerprint": adapters.fingerprint(ref),
+                "robot_config": config_hash(robot)}
     try:
         manifest |= {"status": "ok", **_process(adapters.read(ref, robot), robot, out, eid)}
     except QuarantineError as e:

@@ -10,9 +10,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # two cores are easily oversubscr
 
 import pytest  # noqa: E402
 import ray  # noqa: E402
-import yaml  # noqa: E402
 
-from schemas.robot import ROBOT_CONFIG_DIR  # noqa: E402
 from synth.formats import truth_path  # noqa: E402
 from synth.generate import generate  # noqa: E402
 
@@ -49,15 +47,6 @@ def ingested(samples, ray_local, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("catalog")
     return run_ingest(samples, out, progress=False)
-
-
-def signals_only_robot(tmp_path: Path, name: str) -> Path:
-    """A copy of a robot config that ignores source segment labels (segmentation from robot signals)."""
-    cfg = yaml.safe_load((ROBOT_CONFIG_DIR / f"{name}.yaml").read_text())
-    cfg.setdefault("segmentation", {})["use_source_labels"] = False
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def truth(episode: dict) -> dict:

@@ -104,3 +104,14 @@ def test_module_entry_point_runs_the_job(samples, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "aloha: 1 episodes" in proc.stderr
     assert pq.read_table(tmp_path / "out" / "catalog" / "episodes.parquet").num_rows == 1
+
+
+def test_cli_ingest_prints_the_summary(samples, ray_local, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(samples / "agibot", raw / "agibot")
+    r = CliRunner().invoke(app, ["ingest", str(raw), str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    for text in ("agibot_g1", "recorded hours", "static s dropped", "Quarantined: none", str(tmp_path / "out")):
+        assert text in r.output.replace("\n", ""), text
+    r = CliRunner().invoke(app, ["ingest", str(tmp_path / "missing"), str(tmp_path / "out")])
+    assert r.exit_code == 2 and "does not exist" in r.output
