@@ -23,7 +23,12 @@ $(WORK)/raw/.generated: | venv
 
 demo: venv $(WORK)/raw/.generated
 	$(BIN)/vla-data ingest $(WORK)/raw $(WORK)/out
-	$(BIN)/vla-data sql $(WORK)/out "SELECT robot, count(*) AS episodes, round(sum(duration_s)/3600, 4) AS hours FROM episodes GROUP BY robot ORDER BY robot"
+	$(BIN)/vla-data export $(WORK)/out $(WORK)/lerobot
+	$(BIN)/vla-data validate $(WORK)/lerobot/aloha
+	$(BIN)/vla-data norm-stats $(WORK)/lerobot/aloha --out $(WORK)/lerobot/aloha/norm_stats.json --subtract-state arm.position
+	$(BIN)/vla-data norm-stats $(WORK)/lerobot/agibot_g1 --out $(WORK)/lerobot/agibot_g1/norm_stats.json --subtract-state arm.position
+	@echo "LeRobot v3.0 datasets: $(WORK)/lerobot/{aloha,agibot_g1} (LingBot robot config in meta/lingbot_robot_config.yaml)"
+	@echo "Norm stats: $(WORK)/lerobot/aloha/norm_stats.json, $(WORK)/lerobot/agibot_g1/norm_stats.json"
 
 test: venv
 	$(BIN)/pytest

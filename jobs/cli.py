@@ -116,6 +116,68 @@ def sql(
         raise typer.BadParameter(f"unknown format {format!r}")
 
 
+@app.command()
+def export(
+    catalog: Path = typer.Argument(..., help="an ingest output folder"),
+    out: Path = typer.Argument(..., help="where the datasets go: OUT/<robot>/"),
+    robot: str = typer.Option(None, "--robot", help="only this robot (default: every robot in the catalog)"),
+    episode_unit: str = typer.Option("clip", "--episode-unit", help="clip | recording"),
+    codec: str = typer.Option("av1", "--codec", help="av1 | h264"),
+    size: str = typer.Option(None, "--size", help="resize cameras to WIDTHxHEIGHT (LingBot: 224x224)"),
+    template: str = typer.Option("{task}: {subtask}", "--task-template",
+                                 help="clip task string when the clip has a subtask instruction"),
+) -> None:
+    """Write LeRobot v3.0 datasets (one per robot) from the catalog's clips, validated and published atomically."""
+    from jobs.export import run_export
+
+    try:
+        reports = run_export(catalog, out, robot, episode_unit, codec, _size(size) if size else None, template)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    for r in reports:
+        console.print(f"{r.robot}: {r.episodes} episodes, {r.frames} frames, {r.tasks} tasks "
+                      f"({r.placeholder_episodes} episodes with a placeholder task), {r.video_files} video files, "
+                      f"{r.data_files} data files -> {r.path}")
+
+
+@app.command("norm-stats")
+def norm_stats(
+    datasets: list[Path] = typer.Argument(..., help="LeRobot v3.0 datasets written by `vla-data export`"),
+    out: Path = typer.Option(..., "--out", help="norm_stats.json to write"),
+    relative: str = typer.Option("", "--subtract-state",
+                                 help="comma-separated action groups made relative to the state, e.g. arm.position"),
+) -> None:
+    """LingBot/openpi norm stats {"norm_stats": {key: {mean, std, q01, q99, q02, q98, min, max}}, "count": N}."""
+    import json
+
+    from jobs.export import run_norm_stats
+
+    try:
+        result = run_norm_stats(datasets, {g for g in relative.split(",") if g})
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    console.print(f"norm stats of {result['count']} frames, keys {sorted(result['norm_stats'])} -> {out}")
+
+
+@app.command()
+def validate(dataset: Path = typer.Argument(..., help="a LeRobot v3.0 dataset folder")) -> None:
+    """Check a LeRobot dataset against the invariants its loaders rely on; exit 1 on any problem."""
+    from pipeline.lerobot_validate import validate_dataset
+
+    problems = validate_dataset(dataset)
+    for p in problems:
+        console.print(f"[red]problem:[/red] {p}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{dataset}: valid LeRobot v3.0 dataset")
+
+
 def _csv(rel) -> str:
     import csv
     import io

@@ -22,15 +22,18 @@ CODEC_OPTIONS = {
 class Mp4Writer:
     """Encodes RGB frames to a constant-frame-rate yuv420p mp4 (pts = frame index in 1/fps units)."""
 
-    def __init__(self, path: str | Path, fps: float, codec: str = "libx264", gop: int | None = None):
+    def __init__(self, path: str | Path, fps: float, codec: str = "libx264", gop: int | None = None,
+                 crf: int | None = None):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(path), "w")
         self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self.stream.pix_fmt = "yuv420p"
         self.stream.thread_count = 1
-        self.stream.options = dict(CODEC_OPTIONS.get(codec, {}))
+        self.stream.options = dict(CODEC_OPTIONS.get(codec, {})) | ({"crf": str(crf)} if crf is not None else {})
         if gop:
             self.stream.codec_context.gop_size = gop
+            self.stream.options["g"] = str(gop)
+        self.stream.codec_context.max_b_frames = 0  # pts == dts: every frame decodes in order, exactly
         self.frames = 0
 
     def write(self, rgb: np.ndarray) -> None:

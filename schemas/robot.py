@@ -56,6 +56,9 @@ class RobotConfig(BaseModel):
     action_names: list[str]
     arm_joints: dict[str, list[int]]  # arm name -> state indices of its joints (grippers excluded)
     grippers: dict[str, Gripper]
+    # Named joint groups (LingBot-VLA style), e.g. arm.position -> state indices; exported as
+    # observation.state.<group> / action.<group> slices and used as the keys of the norm stats.
+    joint_groups: dict[str, list[int]]
     segmentation: Segmentation = Segmentation()
 
     @model_validator(mode="after")
@@ -65,8 +68,11 @@ class RobotConfig(BaseModel):
             raise ValueError(f"{self.name}: cameras need exactly one top, left_wrist and right_wrist, got {roles}")
         dim = len(self.state_names)
         used = [i for idx in self.arm_joints.values() for i in idx] + [g.state_index for g in self.grippers.values()]
+        used += [i for idx in self.joint_groups.values() for i in idx]
         if any(not 0 <= i < dim for i in used):
             raise ValueError(f"{self.name}: joint index out of range for {dim} state names")
+        if len(self.action_names) != dim:
+            raise ValueError(f"{self.name}: joint groups need state and action in the same order and size")
         return self
 
     @property

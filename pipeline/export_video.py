@@ -1,0 +1,84 @@
+"""Encodes one camera of a batch of source episodes into LeRobot video files: each source video is decoded
+once, the exported frames are resized and encoded continuously (pts = frame counter, constant frame rate),
+and a new file starts at an episode boundary once the current one reaches the size limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.export_plan import SourceEpisode
+from pipeline.stats import image_stats
+from pipeline.video import Mp4Writer, decode_frames
+from schemas.lerobot import QUANTILES
+
+MAX_STAT_SAMPLES = 100  # frames per episode sampled for image stats, as lerobot does for short episodes
+
+
+@dataclass
+class EpisodeVideo:
+    episode_index: int
+    part: int  # file number within this batch's output
+    from_frame: int  # first frame of the episode inside that file
+    length: int
+    stats: dict
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps: int, codec: str,
+                  size: tuple[int, int] | None, gop: int, crf: int, max_bytes: int) -> tuple[list[str], list[EpisodeVideo]]:
+    """Writes <out_stem>-<part>.mp4 files; returns their paths and where each exported episode landed."""
+    files: list[str] = []
+    results: list[EpisodeVideo] = []
+    writer: Mp4Writer | None = None
+
+    def new_file() -> Mp4Writer:
+        path = f"{out_stem}-{len(files):04d}.mp4"
+        files.append(path)
+        return Mp4Writer(path, fps, codec, gop=gop, crf=crf)
+
+    try:
+        for src in sources:
+            uri = next(c["uri"] for c in src.cameras if c["name"] == camera)
+            wanted = {}  # source frame index -> (export episode, position in it)
+            for ex in src.exports:
+                pos = 0
+                for a, b in ex.spans:
+                    for f in range(a, b):
+                        wanted[f] = (ex, pos)
+                        pos += 1
+            samples: dict[int, list[np.ndarray]] = {}
+            starts: dict[int, EpisodeVideo] = {}
+            for i, (_, rgb) in enumerate(decode_frames(uri)):
+                if i not in wanted:
+                    continue
+                ex, pos = wanted[i]
+                if pos == 0:  # an episode begins: roll over to a new file when this one is full
+                    if writer is None or Path(files[-1]).stat().st_size >= max_bytes:
+                        if writer is not None:
+                            writer.close()
+                        writer = new_file()
+                    starts[ex.index] = EpisodeVideo(ex.index, len(files) - 1, writer.frames, ex.length, {})
+                frame = _resize(rgb, size)
+                writer.write(frame)
+                step = max(1, ex.length // MAX_STAT_SAMPLES)
+                if pos % step == 0:
+                    samples.setdefault(ex.index, []).append(frame[::2, ::2])
+            missing = [ex.index for ex in src.exports if ex.index not in starts]
+            if missing:
+                raise RuntimeError(f"{uri}: ended before the frames of exported episodes {missing}")
+            for ex in src.exports:
+                starts[ex.index].stats = image_stats(samples[ex.index], QUANTILES)
+                results.append(starts[ex.index])
+    finally:
+        if writer is not None:
+            writer.close()
+    return files, results

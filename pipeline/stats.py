@@ -1,0 +1,88 @@
+"""Feature statistics: exact mergeable moments, and quantile summaries that merge with a bounded rank error.
+
+A QuantileSummary keeps the values at SUMMARY_POINTS + 1 evenly spaced ranks of the data it saw (exact
+order statistics, per dimension). Its CDF is within 1/SUMMARY_POINTS of the true one; a count-weighted
+mixture of summaries stays within the same bound, so merged quantiles have rank error <= 1/SUMMARY_POINTS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SUMMARY_POINTS = 2000  # rank error of merged quantiles <= 1 / 2000 = 0.0005
+
+
+@dataclass
+class Moments:
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray  # sum of squared deviations from the mean
+    min: np.ndarray
+    max: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "Moments":
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        mean = x.mean(axis=0)
+        return cls(len(x), mean, ((x - mean) ** 2).sum(axis=0), x.min(axis=0), x.max(axis=0))
+
+    def merge(self, o: "Moments") -> "Moments":
+        """Chan et al.'s parallel update: exact, order-independent up to rounding."""
+        n = self.count + o.count
+        delta = o.mean - self.mean
+        return Moments(n, self.mean + delta * o.count / n, self.m2 + o.m2 + delta**2 * self.count * o.count / n,
+                       np.minimum(self.min, o.min), np.maximum(self.max, o.max))
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / self.count)
+
+
+@dataclass
+class QuantileSummary:
+    count: int
+    points: np.ndarray  # (SUMMARY_POINTS + 1, D): values at ranks 0, 1/P, ..., 1
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "QuantileSummary":
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        return cls(len(x), np.quantile(x, np.linspace(0, 1, SUMMARY_POINTS + 1), axis=0, method="inverted_cdf"))
+
+    @staticmethod
+    def merge_all(parts: list["QuantileSummary"]) -> "QuantileSummary":
+        total = sum(p.count for p in parts)
+        ranks = np.linspace(0, 1, SUMMARY_POINTS + 1)
+        dims = parts[0].points.shape[1]
+        points = np.empty((SUMMARY_POINTS + 1, dims))
+        for d in range(dims):
+            # every point stands for count/(P+1) values: a weighted sample of the mixture
+            values = np.concatenate([p.points[:, d] for p in parts])
+            weights = np.concatenate([np.full(SUMMARY_POINTS + 1, p.count / (SUMMARY_POINTS + 1)) for p in parts])
+            order = np.argsort(values, kind="stable")
+            cdf = np.cumsum(weights[order]) / total
+            idx = np.minimum(np.searchsorted(cdf, ranks, side="left"), len(cdf) - 1)
+            points[:, d] = values[order][idx]
+        return QuantileSummary(total, points)
+
+    def quantile(self, q: float) -> np.ndarray:
+        return self.points[int(round(q * SUMMARY_POINTS))]
+
+
+def feature_stats(x: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Exact per-dimension stats of one array (rows = frames), in lerobot's stats.json key names."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    out = {"min": x.min(axis=0), "max": x.max(axis=0), "mean": x.mean(axis=0), "std": x.std(axis=0),
+           "count": np.array([len(x)])}
+    for q in quantiles:
+        out[f"q{int(round(q * 100)):02d}"] = np.quantile(x, q, axis=0)
+    return out
+
+
+def image_stats(frames: list[np.ndarray], quantiles: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """lerobot-style image stats: per channel over the pixels of sampled frames, in [0, 1], shaped (3, 1, 1);
+    count = number of sampled frames."""
+    pixels = np.concatenate([f.reshape(-1, 3) for f in frames]).astype(np.float64) / 255.0
+    s = feature_stats(pixels, quantiles)
+    return {k: (v if k == "count" else v.reshape(3, 1, 1)) for k, v in {**s, "count": np.array([len(frames)])}.items()}
