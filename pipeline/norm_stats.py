@@ -75,9 +75,10 @@ def file_partials(path: str, groups: list[Group]) -> dict[str, tuple[Moments, Qu
 
 
 def merge_partials(parts: list[dict[str, tuple[Moments, QuantileSummary]]]) -> dict[str, tuple[Moments, QuantileSummary]]:
-    keys = parts[0].keys()
-    if any(p.keys() != keys for p in parts):
-        raise ValueError("datasets have different joint groups; norm stats can only combine identical groups")
+    shapes = {k: m.mean.shape for k, (m, _) in parts[0].items()}
+    if any({k: m.mean.shape for k, (m, _) in p.items()} != shapes for p in parts):
+        raise ValueError("datasets have different joint groups (names or sizes); norm stats combine identical groups only")
+    keys = shapes.keys()
     merged = {}
     for k in keys:
         m = parts[0][k][0]

@@ -49,6 +49,19 @@ def ingested(samples, ray_local, tmp_path_factory):
     return run_ingest(samples, out, progress=False)
 
 
+EXPORT_SIZE = (160, 120)
+
+
+@pytest.fixture(scope="session")
+def exported(ingested, tmp_path_factory):
+    """Both robots exported as LeRobot v3.0 (H.264, 160x120): (catalog, out, {robot: ExportReport})."""
+    from jobs.export import run_export
+
+    out = tmp_path_factory.mktemp("lerobot")
+    reports = run_export(ingested.out, out, codec="h264", size=EXPORT_SIZE, progress=False)
+    return ingested.out, out, {r.robot: r for r in reports}
+
+
 def truth(episode: dict) -> dict:
     """Ground truth of a catalog episode: the sidecar the generator wrote beside its recordings
     (both formats' sample keys are '<task>/<episode>' under the generator's output folder)."""

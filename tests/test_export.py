@@ -19,14 +19,7 @@ from pipeline.lerobot_validate import validate_dataset
 from pipeline.stats import QuantileSummary
 from pipeline.video import decode_frames
 
-SIZE = (160, 120)
-
-
-@pytest.fixture(scope="module")
-def exported(ingested, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lerobot")
-    reports = run_export(ingested.out, out, codec="h264", size=SIZE, progress=False)
-    return ingested.out, out, {r.robot: r for r in reports}
+from tests.conftest import EXPORT_SIZE as SIZE
 
 
 def _data(root):
