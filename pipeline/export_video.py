@@ -57,9 +57,8 @@ def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps:
                         pos += 1
             samples: dict[int, list[np.ndarray]] = {}
             starts: dict[int, EpisodeVideo] = {}
-            for i, (_, rgb) in enumerate(decode_frames(uri)):
-                if i not in wanted:
-                    continue
+            frames = iter(sorted(wanted))
+            for i, (_, rgb) in zip(frames, decode_frames(uri, keep=wanted.__contains__)):
                 ex, pos = wanted[i]
                 if pos == 0:  # an episode begins: roll over to a new file when this one is full
                     if writer is None or Path(files[-1]).stat().st_size >= max_bytes:

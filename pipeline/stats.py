@@ -81,8 +81,20 @@ def feature_stats(x: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, np.n
 
 
 def image_stats(frames: list[np.ndarray], quantiles: tuple[float, ...]) -> dict[str, np.ndarray]:
-    """lerobot-style image stats: per channel over the pixels of sampled frames, in [0, 1], shaped (3, 1, 1);
-    count = number of sampled frames."""
-    pixels = np.concatenate([f.reshape(-1, 3) for f in frames]).astype(np.float64) / 255.0
-    s = feature_stats(pixels, quantiles)
-    return {k: (v if k == "count" else v.reshape(3, 1, 1)) for k, v in {**s, "count": np.array([len(frames)])}.items()}
+    """lerobot-style image stats: per channel over the pixels of sampled uint8 RGB frames, in [0, 1], shaped
+    (3, 1, 1); count = number of sampled frames. Exact, from a 256-bin histogram per channel."""
+    pixels = np.concatenate([f.reshape(-1, 3) for f in frames])
+    values = np.arange(256) / 255.0
+    out = {k: np.empty(3) for k in ("min", "max", "mean", "std", *(f"q{int(round(q * 100)):02d}" for q in quantiles))}
+    for c in range(3):
+        hist = np.bincount(pixels[:, c], minlength=256)
+        n, cdf = hist.sum(), np.cumsum(hist)
+        present = np.flatnonzero(hist)
+        mean = hist @ values / n
+        out["min"][c], out["max"][c] = values[present[0]], values[present[-1]]
+        out["mean"][c], out["std"][c] = mean, np.sqrt(hist @ (values - mean) ** 2 / n)
+        for q in quantiles:  # numpy's default (linear) quantile, read off the histogram
+            pos = q * (n - 1)
+            lo, hi = np.searchsorted(cdf, np.floor(pos), side="right"), np.searchsorted(cdf, np.ceil(pos), side="right")
+            out[f"q{int(round(q * 100)):02d}"][c] = values[lo] + (pos - np.floor(pos)) * (values[hi] - values[lo])
+    return {**{k: v.reshape(3, 1, 1) for k, v in out.items()}, "count": np.array([len(frames)])}

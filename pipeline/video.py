@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -61,14 +61,16 @@ class Mp4Writer:
         self.close()
 
 
-def decode_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
-    """Yields (presentation time in s, RGB uint8 frame) for every frame of the first video stream."""
+def decode_frames(path: str | Path, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Yields (presentation time in s, RGB uint8 frame) for every frame of the first video stream, or only for
+    the frame indices `keep` accepts (the others are decoded but not converted)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_count = 1
         reformatter = av.video.reformatter.VideoReformatter()  # reused: a fresh one per frame is 2x slower
-        for frame in container.decode(stream):
-            yield float(frame.time), reformatter.reformat(frame, format="rgb24").to_ndarray()
+        for i, frame in enumerate(container.decode(stream)):
+            if keep is None or keep(i):
+                yield float(frame.time), reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 def codec_of(path: str | Path) -> str:
