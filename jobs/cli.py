@@ -166,6 +166,24 @@ def norm_stats(
 
 
 @app.command()
+def merge(
+    datasets: list[Path] = typer.Argument(..., help="LeRobot v3.0 datasets with the same features, then OUT"),
+) -> None:
+    """Merge LeRobot v3.0 datasets into the last path given, re-indexing episodes, tasks and video files."""
+    from pipeline.lerobot_merge import merge_datasets
+
+    if len(datasets) < 3:
+        raise typer.BadParameter("give at least two datasets and an output path")
+    try:
+        r = merge_datasets(datasets[:-1], datasets[-1])
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    console.print(f"merged {len(datasets) - 1} datasets: {r['episodes']} episodes, {r['frames']} frames, "
+                  f"{r['tasks']} tasks -> {r['path']}")
+
+
+@app.command()
 def validate(dataset: Path = typer.Argument(..., help="a LeRobot v3.0 dataset folder")) -> None:
     """Check a LeRobot dataset against the invariants its loaders rely on; exit 1 on any problem."""
     from pipeline.lerobot_validate import validate_dataset

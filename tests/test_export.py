@@ -199,3 +199,28 @@ def test_norm_stats_match_numpy_and_normalize_like_lingbot(exported):
     np.testing.assert_allclose(twice["norm_stats"]["observation.state.arm.position"]["mean"], s["mean"], rtol=1e-12)
     with pytest.raises(ValueError, match="different joint groups"):
         run_norm_stats([r.path, exported[2]["agibot_g1"].path])
+
+
+def test_merge_reindexes_episodes_tasks_and_videos(exported, tmp_path):
+    from pipeline.lerobot_merge import merge_datasets
+
+    src = exported[2]["agibot_g1"].path
+    merged = tmp_path / "merged"
+    r = CliRunner().invoke(app, ["merge", str(src), str(src), str(merged)])
+    assert r.exit_code == 0, r.output
+    info, one = (json.loads((p / "meta" / "info.json").read_text()) for p in (merged, src))
+    assert info["total_episodes"] == 2 * one["total_episodes"] and info["total_frames"] == 2 * one["total_frames"]
+    assert info["total_tasks"] == one["total_tasks"]  # the same tasks, not duplicated
+    assert validate_dataset(merged) == []
+    a, m = _data(src), _data(merged)
+    n = one["total_frames"]
+    np.testing.assert_array_equal(np.stack(m["observation.state"].to_numpy(zero_copy_only=False))[n:],
+                                  np.stack(a["observation.state"].to_numpy(zero_copy_only=False)))
+    assert m["episode_index"].to_numpy()[n:].min() == one["total_episodes"]
+    eps = _episodes(merged)
+    key = "observation.images.head_color"
+    second = eps[one["total_episodes"]]
+    assert second[f"videos/{key}/file_index"] == 1 and second[f"videos/{key}/from_timestamp"] == 0
+    with pytest.raises(ValueError, match="differs from"):
+        merge_datasets([src, exported[2]["aloha"].path], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -44,7 +44,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
-def _check(python: str, catalog: Path, dataset: Path, tmp_path: Path) -> float:
+def _check(python: str, catalog: Path, dataset: Path, tmp_path: Path, copies: int = 1) -> float:
+    """`copies`: the dataset holds the catalog's clips that many times over (a merge of a dataset with itself)."""
     info = json.loads((dataset / "meta" / "info.json").read_text())
     episodes = pq.read_table(sorted((dataset / "meta" / "episodes").glob("*/*.parquet"))).to_pylist()
     data = pq.read_table(sorted((dataset / "data").glob("*/*.parquet")))
@@ -64,6 +65,7 @@ def _check(python: str, catalog: Path, dataset: Path, tmp_path: Path) -> float:
     cat_eps = {e["episode_id"]: e for e in pq.read_table(catalog / "catalog" / "episodes.parquet").to_pylist()}
     robot = info["robot_type"]
     mine = sorted((c for c in clips if c["robot"] == robot), key=lambda c: (cat_eps[c["episode_id"]]["source_key"], c["clip_index"]))
+    mine = mine * copies
     cams = [k for k, f in info["features"].items() if f["dtype"] == "video"]
     source_cache: dict[str, list[np.ndarray]] = {}
 
@@ -115,3 +117,12 @@ def test_official_loader_reads_our_av1_export(lerobot_python, exported, tmp_path
     worst = _check(lerobot_python, catalog, report.path, tmp_path)
     with capsys.disabled():
         print(f"\n[lerobot 0.4.4] agibot_g1 av1: worst PSNR of checked frames {worst:.1f} dB")
+
+
+def test_official_loader_reads_a_merged_dataset(lerobot_python, exported, tmp_path):
+    from pipeline.lerobot_merge import merge_datasets
+
+    catalog, _, reports = exported
+    merged = tmp_path / "merged"
+    merge_datasets([reports["aloha"].path, reports["aloha"].path], merged)
+    _check(lerobot_python, catalog, merged, tmp_path, copies=2)
