@@ -126,12 +126,14 @@ def export(
     size: str = typer.Option(None, "--size", help="resize cameras to WIDTHxHEIGHT (LingBot: 224x224)"),
     template: str = typer.Option("{task}: {subtask}", "--task-template",
                                  help="clip task string when the clip has a subtask instruction"),
+    format: str = typer.Option("v3.0", "--format", help="v3.0 | v2.1 (per-episode layout for openpi / older LingBot)"),
 ) -> None:
-    """Write LeRobot v3.0 datasets (one per robot) from the catalog's clips, validated and published atomically."""
+    """Write LeRobot datasets (one per robot) from the catalog's clips, validated and published atomically."""
     from jobs.export import run_export
 
     try:
-        reports = run_export(catalog, out, robot, episode_unit, codec, _size(size) if size else None, template)
+        reports = run_export(catalog, out, robot, episode_unit, codec, _size(size) if size else None, template,
+                             fmt=format)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
@@ -193,7 +195,7 @@ def validate(dataset: Path = typer.Argument(..., help="a LeRobot v3.0 dataset fo
         console.print(f"[red]problem:[/red] {p}")
     if problems:
         raise typer.Exit(1)
-    console.print(f"{dataset}: valid LeRobot v3.0 dataset")
+    console.print(f"{dataset}: valid LeRobot dataset")
 
 
 def _csv(rel) -> str:

@@ -18,9 +18,10 @@ import ray
 import yaml
 from tqdm import tqdm
 
-from jobs.ingest import init_ray
+from jobs.runtime import as_completed, init_ray
 from pipeline.export_plan import DEFAULT_TEMPLATE, batches, plan_export
 from pipeline.export_video import encode_camera
+from pipeline.lerobot_v21 import V21, to_v21
 from pipeline.lerobot_validate import validate_dataset
 from pipeline.lerobot_writer import (DataFiles, aggregate, episode_rows, place_videos, source_signals, stats_columns,
                                      to_table, write_json)
@@ -82,7 +83,8 @@ def _video_shape(sources, camera: str, size: tuple[int, int] | None) -> tuple[in
 
 
 def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: str, size: tuple[int, int] | None,
-                 template: str, batch_frames: int, video_mb: float, data_mb: float, progress: bool) -> ExportReport | None:
+                 template: str, batch_frames: int, video_mb: float, data_mb: float, progress: bool,
+                 fmt: str = lr.CODEBASE_VERSION) -> ExportReport | None:
     robot = load_robot(robot_name)
     sources = plan_export(catalog, robot_name, unit, template)
     if not sources:
@@ -100,8 +102,9 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
     groups = batches(sources, batch_frames)
     init_ray()
     task = ray.remote(num_cpus=1)(encode_camera)
+    max_bytes = 0 if fmt == V21 else int(video_mb * 2**20)  # v2.1: every episode starts its own file
     futures = {(cam, b): task.remote(batch, cam, str(staging / "tmp" / f"{cam}-b{b:04d}"), fps, lr.CODECS[codec],
-                                     size, GOP, CRF, int(video_mb * 2**20))
+                                     size, GOP, CRF, max_bytes)
                for cam in cams for b, batch in enumerate(groups)}
 
     features = {"observation.state": lr.vector_feature(robot.state_names), "action": lr.vector_feature(robot.action_names)}
@@ -137,21 +140,12 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
         index += ex.length
     data.close()
 
-    pending = dict(futures)
-    with tqdm(total=len(pending), desc=f"export {robot_name} video", unit="file-batch", disable=not progress) as bar:
-        results = {}
-        refs = {ref: k for k, ref in pending.items()}
-        remaining = list(refs)
-        while remaining:
-            ready, remaining = ray.wait(remaining, num_returns=1)
-            results[refs[ready[0]]] = ray.get(ready[0])
-            bar.update(1)
-    n_videos = 0
+    key_of = {ref: k for k, ref in futures.items()}
+    results = {key_of[ref]: r for ref, r in as_completed(list(key_of), f"export {robot_name} video", "batch", progress)}
     for cam in cams:
         key = f"observation.images.{cam}"
         files = [results[(cam, b)][0] for b in range(len(groups))]
         columns = place_videos(staging, key, files, [results[(cam, b)][1] for b in range(len(groups))], fps)
-        n_videos += sum(len(f) for f in files)
         for row in rows_meta:
             col = columns[row["episode_index"]]
             row["stats"][key] = col.pop("stats")
@@ -161,8 +155,6 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
     feature_keys = [k for k in features if k in rows_meta[0]["stats"]]
     stats_json = {k: aggregate([r["stats"][k] for r in rows_meta],
                                np.concatenate(numeric[k]) if k in numeric else None) for k in feature_keys}
-    for k in lr.INDEX_FEATURES + (("subtask_index",) if unit == "recording" else ()):
-        stats_json[k] = aggregate([r["stats"][k] for r in rows_meta], None)
     ep_rows = [{**{k: v for k, v in r.items() if k != "stats"}, **stats_columns(r.pop("stats")),
                 "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0} for r in rows_meta]
     meta_path = staging / lr.EPISODES_PATH.format(chunk_index=0, file_index=0)
@@ -188,6 +180,9 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
     }
     write_json(staging / "meta" / "info.json", info)  # last: a folder without info.json is not a dataset
     problems = validate_dataset(staging)
+    if fmt == V21 and not problems:
+        to_v21(staging)
+        problems = validate_dataset(staging)
     if problems:
         raise RuntimeError(f"export of {robot_name} failed validation, nothing published:\n- " + "\n- ".join(problems))
     old = out / f".{robot_name}.old"
@@ -196,16 +191,20 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
         os.rename(final, old)
     os.rename(staging, final)
     shutil.rmtree(old, ignore_errors=True)
-    return ExportReport(robot_name, final, len(exports), index, len(tasks), placeholders, n_videos, data.number + 1)
+    return ExportReport(robot_name, final, len(exports), index, len(tasks), placeholders,
+                        sum(1 for _ in (final / "videos").rglob("*.mp4")), sum(1 for _ in (final / "data").rglob("*.parquet")))
 
 
 def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, unit: str = "clip",
                codec: str = "av1", size: tuple[int, int] | None = None, template: str = DEFAULT_TEMPLATE,
                batch_frames: int = 20_000, video_mb: float = lr.VIDEO_FILES_SIZE_IN_MB,
-               data_mb: float = lr.DATA_FILES_SIZE_IN_MB, progress: bool = True) -> list[ExportReport]:
+               data_mb: float = lr.DATA_FILES_SIZE_IN_MB, progress: bool = True,
+               fmt: str = lr.CODEBASE_VERSION) -> list[ExportReport]:
     catalog, out = Path(catalog), Path(out)
     if codec not in lr.CODECS:
         raise ValueError(f"codec must be one of {sorted(lr.CODECS)}, got {codec!r}")
+    if fmt not in (lr.CODEBASE_VERSION, V21):
+        raise ValueError(f"format must be {lr.CODEBASE_VERSION} or {V21}, got {fmt!r}")
     episodes = pq.read_table(catalog / "catalog" / "episodes.parquet", columns=["robot"])
     robots = sorted(set(episodes["robot"].to_pylist()))
     if robot:
@@ -213,7 +212,7 @@ def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, u
             raise ValueError(f"robot {robot!r} is not in the catalog (it has {robots})")
         robots = [robot]
     out.mkdir(parents=True, exist_ok=True)
-    reports = [export_robot(catalog, out, r, unit, codec, size, template, batch_frames, video_mb, data_mb, progress)
+    reports = [export_robot(catalog, out, r, unit, codec, size, template, batch_frames, video_mb, data_mb, progress, fmt)
                for r in robots]
     return [r for r in reports if r]
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
-from tqdm import tqdm
 
+from jobs.runtime import as_completed, init_ray
 from pipeline import adapters
 from pipeline.catalog import build_catalog, connect, read_manifests
 from pipeline.ingest import config_hash, episode_id, ingest_episode
@@ -46,16 +45,6 @@ def _robots(formats: set[str], robot: str | None, ignore_labels: bool) -> dict[s
         robots = {f: r.model_copy(update={"segmentation": r.segmentation.model_copy(update={"use_source_labels": False})})
                   for f, r in robots.items()}
     return robots
-
-
-def init_ray(address: str | None = None) -> None:
-    """Joins the cluster at `address` (or RAY_ADDRESS); otherwise starts Ray in this process."""
-    if ray.is_initialized():
-        return
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
-    else:  # "local": never attach to whatever cluster a `ray start` on this machine left behind
-        ray.init(address="local", include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
 
 
 def summarize(out: Path) -> tuple[list[dict], list[dict]]:
@@ -93,13 +82,9 @@ def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None
         init_ray(address)
         task = ray.remote(num_cpus=1, max_retries=1)(ingest_episode)
         pending = [task.remote(ref, robots[ref.source_format], str(out.resolve())) for ref in todo]
-        with tqdm(total=len(pending), desc="ingest", unit="episode", disable=not progress) as bar:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                m = ray.get(ready[0])
-                if m["status"] != "ok":
-                    log.warning("quarantined %s: %s", m["quarantine"]["source_key"], m["reason"])
-                bar.update(1)
+        for _, m in as_completed(pending, "ingest", "episode", progress):
+            if m["status"] != "ok":
+                log.warning("quarantined %s: %s", m["quarantine"]["source_key"], m["reason"])
     catalog = build_catalog(out)
     per_robot, quarantined = summarize(out)
     return IngestResult(out, len(refs), len(todo), len(refs) - len(todo), per_robot, quarantined, catalog)

@@ -43,7 +43,7 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
                 raise ValueError(f"{p}: {key} {info[key]!r} differs from {inputs[0]}'s {infos[0][key]!r}")
         if _comparable(info["features"]) != _comparable(infos[0]["features"]):
             raise ValueError(f"{p}: features differ from {inputs[0]}'s; only datasets with the same features merge")
-    features, fps = infos[0]["features"], infos[0]["fps"]
+    features = infos[0]["features"]
     video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
     has_subtasks = "subtask_index" in features
     tasks = list(dict.fromkeys(t for p in inputs for t in _table_index(p / "meta" / "tasks.parquet", "task")))

@@ -29,6 +29,8 @@ def validate_dataset(root: str | Path) -> list[str]:
     if not info_path.exists():
         return [f"{info_path} is missing: not a LeRobot dataset (or an unfinished export)"]
     info = json.loads(info_path.read_text())
+    if info.get("codebase_version") == "v2.1":
+        return _validate_v21(root, info)
     problems = []
     if info.get("codebase_version") != lr.CODEBASE_VERSION:
         problems.append(f"codebase_version is {info.get('codebase_version')!r}, expected {lr.CODEBASE_VERSION}")
@@ -86,4 +88,40 @@ def validate_dataset(root: str | Path) -> list[str]:
             continue
         if frames < round(end * fps):
             problems.append(f"{path.relative_to(root)} has {frames} frames, episodes need {round(end * fps)}")
+    return problems
+
+
+def _validate_v21(root: Path, info: dict) -> list[str]:
+    """The per-episode layout: every episode's parquet and videos exist and agree, and timestamps step by 1/fps
+    (the v2.1 loader rejects the whole dataset at load time otherwise)."""
+    problems, fps, index = [], info["fps"], 0
+    episodes = [json.loads(line) for line in (root / "meta" / "episodes.jsonl").read_text().splitlines()]
+    tasks = [json.loads(line) for line in (root / "meta" / "tasks.jsonl").read_text().splitlines()]
+    if [e["episode_index"] for e in episodes] != list(range(info["total_episodes"])):
+        problems.append(f"meta/episodes.jsonl: episode_index is not 0..{info['total_episodes'] - 1}")
+    if [t["task_index"] for t in tasks] != list(range(len(tasks))):
+        problems.append("meta/tasks.jsonl: task_index is not 0..T-1")
+    video_keys = [k for k, f in info["features"].items() if f["dtype"] == "video"]
+    for e in episodes:
+        ep, chunk = e["episode_index"], e["episode_index"] // info["chunks_size"]
+        path = root / info["data_path"].format(episode_chunk=chunk, episode_index=ep)
+        if not path.exists():
+            problems.append(f"episode {ep}: {path.relative_to(root)} is missing")
+            continue
+        t = pq.read_table(path, columns=["timestamp", "frame_index", "episode_index", "index"])
+        if t.num_rows != e["length"] or set(t["episode_index"].to_pylist()) != {ep}:
+            problems.append(f"episode {ep}: {path.relative_to(root)} rows do not match episodes.jsonl")
+        if not np.array_equal(t["index"].to_numpy(), np.arange(index, index + t.num_rows)):
+            problems.append(f"episode {ep}: `index` is not contiguous across episodes")
+        if np.abs(np.diff(t["timestamp"].to_numpy().astype(np.float64)) - 1 / fps).max(initial=0) > TOLERANCE_S:
+            problems.append(f"episode {ep}: timestamps do not step by 1/fps")
+        index += t.num_rows
+        for key in video_keys:
+            video = root / info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=ep)
+            if not video.exists():
+                problems.append(f"episode {ep}: {video.relative_to(root)} is missing")
+            elif _video_frames(video) < e["length"]:
+                problems.append(f"episode {ep}: {video.relative_to(root)} has fewer frames than the episode")
+    if index != info["total_frames"]:
+        problems.append(f"data has {index} frames, info.json says {info['total_frames']}")
     return problems

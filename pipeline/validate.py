@@ -26,7 +26,7 @@ def _row_list(rows: np.ndarray, limit: int = 5) -> str:
 def validate_signals(ep: Episode, robot: RobotConfig) -> None:
     n = ep.num_frames
     if n == 0 or ep.state.ndim != 2:
-        raise QuarantineError("empty_episode", f"no joint samples")
+        raise QuarantineError("empty_episode", "no joint samples")
     if ep.state.shape[1] != len(robot.state_names):
         raise QuarantineError("joint_dimension", f"state has {ep.state.shape[1]} joints, robot "
                               f"{robot.name} declares {len(robot.state_names)}")

@@ -20,7 +20,6 @@ DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
-INDEX_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 CODECS = {"av1": "libsvtav1", "h264": "libx264"}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import av
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -224,3 +223,32 @@ def test_merge_reindexes_episodes_tasks_and_videos(exported, tmp_path):
     with pytest.raises(ValueError, match="differs from"):
         merge_datasets([src, exported[2]["aloha"].path], tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_v21_layout_loads_with_datasets_3_6(exported, tmp_path):
+    """openpi and LingBot-VLA pin the v2.1 loader on datasets 3.6, which cannot read datasets-4 "List" metadata."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    r = run_export(exported[0], tmp_path, robot="agibot_g1", codec="h264", size=SIZE, fmt="v2.1", progress=False)[0]
+    info = json.loads((r.path / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v2.1" and info["total_videos"] == 3 * r.episodes == r.video_files
+    assert r.data_files == r.episodes and validate_dataset(r.path) == []
+    episodes = [json.loads(line) for line in (r.path / "meta" / "episodes.jsonl").read_text().splitlines()]
+    assert sum(e["length"] for e in episodes) == r.frames
+    repo = Path(__file__).resolve().parents[1]
+    venv = subprocess.run([str(repo / "scripts" / "venv.sh"), "datasets36"], capture_output=True, text=True, check=True)
+    script = ("import datasets, json, sys; ds = datasets.load_dataset('parquet', data_dir=sys.argv[1], split='train');"
+              "f = ds.features['observation.state'];"
+              "print(json.dumps({'rows': ds.num_rows, 'type': type(f).__name__, 'length': f.length,"
+              " 'dtype': f.feature.dtype, 'first': ds[0]['observation.state'], 'version': datasets.__version__}))")
+    proc = subprocess.run([str(Path(venv.stdout.strip()) / "bin" / "python"), "-c", script, str(r.path / "data")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    first = pq.read_table(r.path / "data" / "chunk-000" / "episode_000000.parquet")["observation.state"][0].as_py()
+    assert got["version"] == "3.6.0" and got["rows"] == r.frames
+    assert (got["type"], got["length"], got["dtype"]) == ("Sequence", 16, "float32")
+    np.testing.assert_array_equal(np.float32(got["first"]), np.float32(first))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.adapters import agibot, aloha
-from pipeline.adapters.common import content_hash, fingerprint  # noqa: F401  (re-exported)
+from pipeline.adapters.common import content_hash, fingerprint
 from schemas.episode import Episode, SourceRef
 from schemas.robot import RobotConfig
 
 ADAPTERS = {"aloha": aloha, "agibot": agibot}
+__all__ = ["ADAPTERS", "content_hash", "discover", "fingerprint", "read"]
 
 
 def discover(root: str | Path, formats: list[str] | None = None) -> list[SourceRef]:
