@@ -19,12 +19,17 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+SIZE_PRESETS = {"lingbot": (224, 224)}  # what the LingBot-VLA trainer resizes every camera to
+
+
 def _size(text: str) -> tuple[int, int]:
+    if text.lower() in SIZE_PRESETS:
+        return SIZE_PRESETS[text.lower()]
     try:
         w, h = (int(v) for v in text.lower().split("x"))
         return w, h
     except ValueError:
-        raise typer.BadParameter(f"expected WIDTHxHEIGHT, got {text!r}") from None
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT or one of {sorted(SIZE_PRESETS)}, got {text!r}") from None
 
 
 @app.command()
@@ -123,7 +128,7 @@ def export(
     robot: str = typer.Option(None, "--robot", help="only this robot (default: every robot in the catalog)"),
     episode_unit: str = typer.Option("clip", "--episode-unit", help="clip | recording"),
     codec: str = typer.Option("av1", "--codec", help="av1 | h264"),
-    size: str = typer.Option(None, "--size", help="resize cameras to WIDTHxHEIGHT (LingBot: 224x224)"),
+    size: str = typer.Option(None, "--size", help="resize cameras to WIDTHxHEIGHT, or the preset lingbot (224x224)"),
     template: str = typer.Option("{task}: {subtask}", "--task-template",
                                  help="clip task string when the clip has a subtask instruction"),
     format: str = typer.Option("v3.0", "--format", help="v3.0 | v2.1 (per-episode layout for openpi / older LingBot)"),

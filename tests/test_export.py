@@ -252,3 +252,29 @@ def test_v21_layout_loads_with_datasets_3_6(exported, tmp_path):
     assert got["version"] == "3.6.0" and got["rows"] == r.frames
     assert (got["type"], got["length"], got["dtype"]) == ("Sequence", 16, "float32")
     np.testing.assert_array_equal(np.float32(got["first"]), np.float32(first))
+
+
+def test_files_roll_over_at_the_size_limits(exported, tmp_path):
+    """Tiny limits force many data and video files; every episode stays whole inside one file of each."""
+    r = run_export(exported[0], tmp_path, robot="aloha", codec="h264", size=SIZE, video_mb=0.05, data_mb=0.02,
+                   batch_frames=1500, progress=False)[0]
+    assert validate_dataset(r.path) == []
+    assert r.data_files > 1 and r.video_files > 3 * 2
+    eps = _episodes(r.path)
+    key = "observation.images.cam_high"
+    starts = [e for e in eps if e[f"videos/{key}/from_timestamp"] == 0]
+    assert len(starts) == len({(e[f"videos/{key}/chunk_index"], e[f"videos/{key}/file_index"]) for e in eps}) > 2
+    data = _data(r.path)
+    assert data["index"].to_pylist() == list(range(r.frames))  # still the row position across all files
+    for e in eps:
+        assert len({(e["data/chunk_index"], e["data/file_index"])}) == 1
+        rows = data.slice(e["dataset_from_index"], e["length"])
+        assert set(rows["episode_index"].to_pylist()) == {e["episode_index"]}
+
+
+def test_lingbot_size_preset(exported, tmp_path):
+    r = CliRunner().invoke(app, ["export", str(exported[0]), str(tmp_path), "--robot", "agibot_g1", "--codec", "h264",
+                                 "--size", "lingbot"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "agibot_g1" / "meta" / "info.json").read_text())
+    assert info["features"]["observation.images.head_color"]["shape"] == [224, 224, 3]
