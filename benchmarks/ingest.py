@@ -7,7 +7,6 @@ a baseline that only decodes the same camera streams (the floor any ingest must 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -18,13 +17,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from jobs.ingest import run_ingest  # noqa: E402
-from pipeline.evaluate import boundary_f1, span_boundaries  # noqa: E402
+from pipeline.evaluate import catalog_accuracy  # noqa: E402
 from pipeline.video import decode_frames  # noqa: E402
-from synth.formats import truth_path  # noqa: E402
+from synth.formats import truth_of  # noqa: E402
 from synth.generate import generate  # noqa: E402
 
 
@@ -40,30 +37,6 @@ def decode_only(raw: Path) -> int:
     for path in raw.rglob("videos/*.mp4"):
         frames += sum(1 for _ in decode_frames(path))
     return frames
-
-
-def accuracy(out: Path) -> dict[str, dict]:
-    episodes = pq.read_table(out / "catalog" / "episodes.parquet").to_pylist()
-    clips = pq.read_table(out / "catalog" / "clips.parquet").to_pylist()
-    acc: dict[str, list] = {}
-    for e in episodes:
-        uri = Path(e["source_uri"])
-        gt = json.loads(truth_path(uri.parents[1], f"{uri.parent.name}/{uri.name}").read_text())
-        static = np.array(pq.read_table(e["frames_uri"], columns=["static"])["static"].to_pylist())
-        ref = np.zeros_like(static)
-        for s in gt["static_spans"]:
-            ref[s["start_frame"]:s["end_frame"]] = True
-        b = boundary_f1(span_boundaries([(c["start_frame"], c["end_frame"]) for c in clips
-                                         if c["episode_id"] == e["episode_id"]], e["fps"]),
-                        span_boundaries([(s["start_frame"], s["end_frame"]) for s in gt["subtasks"]], e["fps"]), 0.3)
-        acc.setdefault(e["source_format"], []).append(
-            (int((static & ref).sum()), int(static.sum()), int(ref.sum()), b["matched"], b["predicted"], b["reference"]))
-    result = {}
-    for fmt, rows in acc.items():
-        tp, p, r, m, bp, br = np.sum(rows, axis=0)
-        result[fmt] = {"episodes": len(rows), "static_precision": tp / p, "static_recall": tp / r,
-                       "boundary_f1": 2 * m / (bp + br)}
-    return result
 
 
 def main() -> None:
@@ -89,8 +62,8 @@ def main() -> None:
           f"incl. Ray start, ALOHA encode, motion, catalog)")
     print(f"ratio ingest / decode-only: {t_decode / t_ingest:.2f}x")
     signals = run_ingest(raw / "agibot", a.workdir / "out-signals", progress=False, ignore_labels=True)
-    measured = accuracy(result.out)
-    measured["agibot (clips from signals, labels ignored)"] = accuracy(signals.out)["agibot"]
+    measured = catalog_accuracy(result.out, truth_of)
+    measured["agibot (clips from signals, labels ignored)"] = catalog_accuracy(signals.out, truth_of)["agibot"]
     measured["agibot"] = measured.pop("agibot") | {"clips": "from its human labels"}
     for fmt, m in sorted(measured.items()):
         print(f"{fmt}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ from pipeline.export_plan import DEFAULT_TEMPLATE, batches, plan_export
 from pipeline.export_video import encode_camera
 from pipeline.lerobot_v21 import V21, to_v21
 from pipeline.lerobot_validate import validate_dataset
-from pipeline.lerobot_writer import (DataFiles, aggregate, episode_rows, place_videos, source_signals, stats_columns,
-                                     to_table, write_json)
+from pipeline.lerobot_writer import (DataFiles, aggregate, episode_rows, place_videos, publish, source_signals,
+                                     stats_columns, to_table, write_json)
 from pipeline.stats import feature_stats
 from schemas import lerobot as lr
 from schemas.robot import load_robot
@@ -179,18 +178,12 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
         "features": features,
     }
     write_json(staging / "meta" / "info.json", info)  # last: a folder without info.json is not a dataset
-    problems = validate_dataset(staging)
-    if fmt == V21 and not problems:
+    if fmt == V21:
+        problems = validate_dataset(staging)  # check the v3.0 form before rewriting it
+        if problems:
+            raise RuntimeError(f"export of {robot_name} failed validation, nothing published:\n- " + "\n- ".join(problems))
         to_v21(staging)
-        problems = validate_dataset(staging)
-    if problems:
-        raise RuntimeError(f"export of {robot_name} failed validation, nothing published:\n- " + "\n- ".join(problems))
-    old = out / f".{robot_name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.rename(final, old)
-    os.rename(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(staging, final, f"export of {robot_name}")
     return ExportReport(robot_name, final, len(exports), index, len(tasks), placeholders,
                         sum(1 for _ in (final / "videos").rglob("*.mp4")), sum(1 for _ in (final / "data").rglob("*.parquet")))
 

@@ -7,7 +7,6 @@ folder, info.json last, validated, renamed into place."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lerobot_validate import validate_dataset
-from pipeline.lerobot_writer import DataFiles, aggregate, write_json
+from pipeline.lerobot_writer import DataFiles, aggregate, publish, write_json
 from schemas import lerobot as lr
 
 ENCODER_KEYS = {"video.g", "video.crf", "video.preset", "video.fast_decode", "video.video_backend", "video.extra_options"}
@@ -113,15 +111,7 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
     info = {**infos[0], "total_episodes": ep_offset, "total_frames": frame_offset, "total_tasks": len(tasks),
             "splits": {"train": f"0:{ep_offset}"}}
     write_json(staging / "meta" / "info.json", info)  # last
-    problems = validate_dataset(staging)
-    if problems:
-        raise RuntimeError("merged dataset failed validation, nothing published:\n- " + "\n- ".join(problems))
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.rename(out, old)
-    os.rename(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(staging, out, "merged dataset")
     return {"episodes": ep_offset, "frames": frame_offset, "tasks": len(tasks), "path": str(out)}
 
 

@@ -5,6 +5,7 @@ Video files come from pipeline.export_video; this module places them and records
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 
 from pipeline.export_plan import ExportEpisode, SourceEpisode
 from pipeline.export_video import EpisodeVideo
+from pipeline.lerobot_validate import validate_dataset
 from pipeline.stats import Moments, feature_stats
 from schemas import lerobot as lr
 
@@ -126,3 +128,17 @@ def aggregate(per_episode: list[dict[str, np.ndarray]], exact: dict[str, np.ndar
 def write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2))
+
+
+def publish(staging: Path, final: Path, what: str) -> None:
+    """Validates a finished staging folder, then swaps it into place by rename; on any problem nothing is
+    published and an existing dataset at `final` stays as it was."""
+    problems = validate_dataset(staging)
+    if problems:
+        raise RuntimeError(f"{what} failed validation, nothing published:\n- " + "\n- ".join(problems))
+    old = final.parent / f".{final.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(staging, final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -30,6 +30,13 @@ def truth_path(out: Path, source_key: str) -> Path:
     return out / "ground_truth" / (source_key.replace("/", "__") + ".json")
 
 
+def truth_of(episode: dict) -> dict:
+    """Ground truth of an ingested sample episode (a catalog row): both formats' sample keys are
+    '<task>/<episode>' under the generator's output folder."""
+    uri = Path(episode["source_uri"])
+    return json.loads(truth_path(uri.parents[1], f"{uri.parent.name}/{uri.name}").read_text())
+
+
 def write_truth(out: Path, source_key: str, fmt: str, scene: Scene) -> None:
     path = truth_path(out, source_key)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # two cores are easily oversubscr
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
-from synth.formats import truth_path  # noqa: E402
+from synth.formats import truth_of  # noqa: E402
 from synth.generate import generate  # noqa: E402
 
 SEED = 11
@@ -62,8 +61,4 @@ def exported(ingested, tmp_path_factory):
     return ingested.out, out, {r.robot: r for r in reports}
 
 
-def truth(episode: dict) -> dict:
-    """Ground truth of a catalog episode: the sidecar the generator wrote beside its recordings
-    (both formats' sample keys are '<task>/<episode>' under the generator's output folder)."""
-    uri = Path(episode["source_uri"])
-    return json.loads(truth_path(uri.parents[1], f"{uri.parent.name}/{uri.name}").read_text())
+truth = truth_of  # ground truth of a catalog episode

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.ingest import run_ingest
-from pipeline.evaluate import boundary_f1, frame_precision_recall, span_boundaries
+from pipeline.evaluate import catalog_accuracy
 from pipeline.segment import clips_from_signals, gripper_events
 from pipeline.static import static_mask
 from schemas.robot import load_robot
@@ -17,33 +17,6 @@ from tests.conftest import truth
 
 log = logging.getLogger(__name__)
 ROBOTS = {"aloha": "aloha", "agibot": "agibot_g1"}
-
-
-def accuracy(out) -> dict[str, dict]:
-    """Pooled static-frame precision/recall and subtask-boundary F1 (+-0.3 s) per source format."""
-    episodes = pq.read_table(out / "catalog" / "episodes.parquet").to_pylist()
-    clips = pq.read_table(out / "catalog" / "clips.parquet").to_pylist()
-    result = {}
-    for fmt in {e["source_format"] for e in episodes}:
-        tp = pred = ref = 0
-        matched = n_pred = n_ref = 0
-        for e in (e for e in episodes if e["source_format"] == fmt):
-            gt = truth(e)
-            static = np.array(pq.read_table(e["frames_uri"], columns=["static"])["static"].to_pylist())
-            reference = np.zeros_like(static)
-            for s in gt["static_spans"]:
-                reference[s["start_frame"]:s["end_frame"]] = True
-            pr = frame_precision_recall(static, reference)
-            tp, pred, ref = tp + int((static & reference).sum()), pred + pr["predicted"], ref + pr["reference"]
-            mine = [(c["start_frame"], c["end_frame"]) for c in clips if c["episode_id"] == e["episode_id"]]
-            b = boundary_f1(span_boundaries(mine, e["fps"]),
-                            span_boundaries([(s["start_frame"], s["end_frame"]) for s in gt["subtasks"]], e["fps"]),
-                            tolerance=0.3)
-            matched, n_pred, n_ref = matched + b["matched"], n_pred + b["predicted"], n_ref + b["reference"]
-        result[fmt] = {"static_precision": tp / pred, "static_recall": tp / ref,
-                       "boundary_f1": 2 * matched / (n_pred + n_ref), "episodes": sum(
-                           1 for e in episodes if e["source_format"] == fmt)}
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +28,8 @@ def signal_segmentation(samples, ray_local, tmp_path_factory):
 
 
 def test_accuracy_targets_on_both_formats(ingested, signal_segmentation, capsys):
-    measured = accuracy(ingested.out)
-    measured["agibot (signals)"] = accuracy(signal_segmentation)["agibot"]
+    measured = catalog_accuracy(ingested.out, truth)
+    measured["agibot (signals)"] = catalog_accuracy(signal_segmentation, truth)["agibot"]
     with capsys.disabled():
         for fmt, m in sorted(measured.items()):
             print(f"\n[accuracy] {fmt}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
