@@ -9,7 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jobs.review_cli import app as review_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(review_app, name="review")
 console = Console(soft_wrap=True)  # long paths and reasons stay on one line
 
 
@@ -94,7 +97,7 @@ def ingest(
 @app.command()
 def sql(
     root: Path = typer.Argument(..., help="an ingest output folder"),
-    query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames"),
+    query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames, proposals, proposal_spans"),
     format: str = typer.Option("table", "--format", help="table | csv | json"),
 ) -> None:
     """Run SQL over the catalog with DuckDB."""
@@ -119,6 +122,63 @@ def sql(
         typer.echo(json.dumps([dict(zip(rel.columns, row)) for row in rel.fetchall()], default=str))
     else:
         raise typer.BadParameter(f"unknown format {format!r}")
+
+
+@app.command()
+def annotate(
+    catalog: Path = typer.Argument(..., help="an ingest output folder; proposals are added to its catalog"),
+    backend: str = typer.Option("auto", "--backend",
+                                help="vllm | vllm-inproc | rules; auto = vllm when an endpoint is set, else rules"),
+    endpoint: str = typer.Option(None, "--endpoint", envvar="VLA_VLM_ENDPOINT",
+                                 help="OpenAI-compatible base URL, e.g. http://HOST:8000/v1"),
+    model: str = typer.Option(None, "--model", envvar="VLA_VLM_MODEL",
+                              help="served model name (default: the server's first); a model path for vllm-inproc"),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="requests in flight (vllm) or engines (inproc)"),
+    prompt: str = typer.Option("subtasks-v1", "--prompt", help="prompt template folder in annotators/prompts/"),
+    rate_hz: float = typer.Option(1.0, "--rate-hz", help="frames per second of active recording, per view"),
+    max_samples: int = typer.Option(12, "--max-samples", help="at most this many frames per view"),
+    image_size: str = typer.Option("320x240", "--image-size", help="frames are resized to WIDTHxHEIGHT"),
+    max_tokens: int = typer.Option(1024, "--max-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature"),
+    timeout: float = typer.Option(300, "--timeout", help="seconds per request"),
+    retries: int = typer.Option(4, "--retries", help="retries on 429/5xx/connection errors, with backoff"),
+    tensor_parallel: int = typer.Option(1, "--tensor-parallel", help="vllm-inproc: GPUs per engine"),
+    max_model_len: int = typer.Option(32768, "--max-model-len", help="vllm-inproc: engine context length"),
+    robot: str = typer.Option(None, "--robot", help="only this robot"),
+    limit: int = typer.Option(None, "--limit", help="only the first N recordings"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)"),
+) -> None:
+    """Propose task and subtask instructions per recording with a VLM (schema-constrained) or signal rules."""
+    import aiohttp
+
+    from annotators.frames import FrameSampling
+    from annotators.vllm_client import Sampling
+    from jobs.annotate import run_annotate
+
+    if backend == "auto":
+        backend = "vllm" if endpoint else "rules"
+        console.print(f"backend: {backend} ({'VLA_VLM_ENDPOINT/--endpoint is ' + endpoint if endpoint else 'no VLM endpoint set'})")
+    w, h = _size(image_size)
+    frames = FrameSampling(rate_hz=rate_hz, max_samples=max_samples, width=w, height=h)
+    engine = {"tensor_parallel_size": tensor_parallel, "max_model_len": max_model_len,
+              "limit_mm_per_prompt": {"image": 3 * max_samples, "video": 0}}
+    try:
+        r = run_annotate(catalog, backend, endpoint, model, concurrency, prompt, frames,
+                         Sampling(max_tokens=max_tokens, temperature=temperature), robot=robot, limit=limit,
+                         address=address, timeout_s=timeout, retries=retries, engine=engine)
+    except (FileNotFoundError, ValueError, RuntimeError, aiohttp.ClientError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    made_by = "rules-made (from robot signals, no VLM)" if r.backend == "rules" else f"VLM {r.model}"
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(r.by_status.items()))
+    console.print(f"{r.recordings} recordings annotated by {made_by}, prompt {r.prompt_version}: {counts}; "
+                  f"{r.cached} reused from earlier runs, {r.requests} requests, {r.tokens_in} tokens in, "
+                  f"{r.tokens_out} out, {r.elapsed_s:.1f} s")
+    for episode_id, reason in r.pending:
+        console.print(f"[yellow]pending[/yellow] {episode_id}: {reason}")
+    console.print(f"Proposals: {r.tables['proposals']}  (vla-data sql {catalog} \"SELECT * FROM proposals\")")
+    if r.pending:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -51,11 +51,17 @@ def build_catalog(out: Path) -> dict[str, Path]:
             rows["static_spans"] += m["static_spans"]
         else:
             rows["quarantine"].append(m["quarantine"])
+    return publish_tables(out, rows, {name: with_version(schema) for name, schema in TABLES.items()}, SORT_KEYS)
+
+
+def publish_tables(out: Path, rows: dict[str, list[dict]], schemas: dict[str, pa.Schema],
+                   sort_keys: dict[str, list[str]]) -> dict[str, Path]:
+    """Writes each table to OUT/catalog/<name>.parquet, sorted so that the same rows give identical files."""
     paths = {}
-    for name, schema in TABLES.items():
-        table = pa.Table.from_pylist(rows[name], schema=with_version(schema))
+    for name, schema in schemas.items():
+        table = pa.Table.from_pylist(rows[name], schema=schema)
         if table.num_rows:
-            table = table.sort_by([(k, "ascending") for k in SORT_KEYS[name]])
+            table = table.sort_by([(k, "ascending") for k in sort_keys[name]])
         paths[name] = out / CATALOG_DIR / f"{name}.parquet"
         write_table_atomic(table, paths[name])
     return paths

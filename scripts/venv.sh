@@ -10,9 +10,14 @@
 # contents), so editing a pin gives a new venv. It is built in a temp dir next to
 # it and renamed into place only when complete: an interrupted build is never used.
 #
+# Any other configs/venvs/NAME-* file (e.g. a C source a run step compiles) is part
+# of the hash too.
+#
 # Directives in comment lines of those files:
 #   # apt: pkg1 pkg2 ...     Debian packages the venv needs; installed with apt-get
 #                            only when missing (checked on every call, cached or not).
+#   # run: <shell command>   run after the installs, in configs/venvs, with VENV set to
+#                            the venv being built (for fixes pip can't express).
 #   # check: <python code>   run with the venv's python before the venv is accepted.
 #
 # Only stdout line: the venv path. Everything else goes to stderr.
@@ -34,8 +39,12 @@ files=()
 [[ -f $req ]] && files+=("$req")
 [[ -f $req_nodeps ]] && files+=("$req_nodeps")
 [[ ${#files[@]} -gt 0 ]] || die "no $cfg_dir/$name.txt or $cfg_dir/$name-nodeps.txt"
+extras=()
+for f in "$cfg_dir/$name"-*; do
+    [[ -f $f && $f != "$req_nodeps" ]] && extras+=("$f")
+done
 
-hash=$(for f in "${files[@]}"; do printf '== %s\n' "$(basename "$f")"; cat "$f"; done \
+hash=$(for f in "${files[@]}" "${extras[@]}"; do printf '== %s\n' "$(basename "$f")"; cat "$f"; done \
     | sha256sum | cut -c1-12)
 cache=${VLA_VENV_CACHE:-$HOME/.cache/vla-data/venvs}
 final=$cache/$name-$hash
@@ -105,6 +114,12 @@ if [[ -f $req_nodeps ]]; then
     log "pip install --no-deps -r $req_nodeps"
     "${pip[@]}" install --no-deps -r "$req_nodeps" >&2
 fi
+
+mapfile -t runs < <(sed -n 's/^[[:space:]]*#[[:space:]]*run:[[:space:]]*//p' "${files[@]}")
+for r in "${runs[@]}"; do
+    log "run: $r"
+    (cd "$cfg_dir" && VENV=$tmp bash -euo pipefail -c "$r") >&2 || die "run step failed: $r"
+done
 
 mapfile -t checks < <(sed -n 's/^[[:space:]]*#[[:space:]]*check:[[:space:]]*//p' "${files[@]}")
 for c in "${checks[@]}"; do

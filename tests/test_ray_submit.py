@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import free_port
+
 BIN = Path(sys.executable).parent
 PATH_COLUMNS = ("source_uri", "frames_uri", "cameras")  # these name the output folder, which differs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def head_node(tmp_path):
     # Every port is chosen free: the session's in-process Ray already holds Ray's default agent ports.
-    ports = {flag: _free_port() for flag in ("port", "dashboard-port", "dashboard-agent-listen-port",
+    ports = {flag: free_port() for flag in ("port", "dashboard-port", "dashboard-agent-listen-port",
                                               "dashboard-agent-grpc-port", "runtime-env-agent-port",
                                               "metrics-export-port", "ray-client-server-port")}
     dash = ports["dashboard-port"]
