@@ -23,6 +23,7 @@ $(WORK)/raw/.generated: | venv
 
 demo: venv $(WORK)/raw/.generated
 	$(BIN)/vla-data ingest $(WORK)/raw $(WORK)/out
+	$(BIN)/vla-data annotate $(WORK)/out  # the vLLM backend when VLA_VLM_ENDPOINT is set, else the rules backend
 	$(BIN)/vla-data export $(WORK)/out $(WORK)/lerobot
 	$(BIN)/vla-data validate $(WORK)/lerobot/aloha
 	$(BIN)/vla-data norm-stats $(WORK)/lerobot/aloha --out $(WORK)/lerobot/aloha/norm_stats.json --subtract-state arm.position

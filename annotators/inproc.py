@@ -18,8 +18,10 @@ from annotators.vlm import evaluate, finish
 
 def _processor(model: str, engine: dict, concurrency: int, batch_size: int, sampling: Sampling):
     try:
+        import importlib
+
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
-        import vllm  # noqa: F401  (fail here, with a clear message, rather than inside a Ray actor)
+        importlib.import_module("vllm")  # fail here, with a clear message, rather than inside a Ray actor
     except ImportError as e:
         raise RuntimeError("the vllm-inproc backend needs `ray[llm]` and vllm on the GPU nodes "
                            f"(see docs/annotate.md): {e}") from e

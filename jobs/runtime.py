@@ -1,9 +1,11 @@
-"""Ray plumbing shared by the jobs: joining or starting Ray, and collecting task results with a progress bar."""
+"""Plumbing shared by the jobs: joining or starting Ray, collecting task results with a progress bar, and
+finding a free local port for the services they start."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 
 import ray
@@ -28,3 +30,10 @@ def as_completed(refs: list, desc: str, unit: str, progress: bool = True) -> Ite
             ready, remaining = ray.wait(remaining, num_returns=1)
             yield ready[0], ray.get(ready[0])
             bar.update(1)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # two cores are easily oversubscribed
@@ -23,12 +22,6 @@ FAULTS = {
                "empty_episode": "empty_episode", "nonmonotonic_timestamps": "non_monotonic_timestamps",
                "missing_video": "missing_camera", "corrupt_mp4": "corrupt_video"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,9 @@ from annotators.proposal import check, schema_for
 from annotators.vllm_client import Sampling
 from jobs.annotate import read_requests, run_annotate
 from jobs.cli import app
+from jobs.runtime import free_port
 from schemas.proposals import reply_schema
-from tests.conftest import free_port, truth
+from tests.conftest import truth
 
 SMALL_FRAMES = FrameSampling(max_samples=4, width=64, height=48)  # few vision tokens for the tiny CPU model
 

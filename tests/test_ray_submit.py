@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import free_port
+from jobs.runtime import free_port
 
 BIN = Path(sys.executable).parent
 PATH_COLUMNS = ("source_uri", "frames_uri", "cameras")  # these name the output folder, which differs

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from jobs.review_cli import app
 from pipeline import labelstudio_service as ls
-from tests.conftest import free_port
+from jobs.runtime import free_port
 
 pytestmark = pytest.mark.timeout(900)  # a cold start (venv build + DB migrations) takes minutes on 2 cores
 log = logging.getLogger(__name__)
