@@ -193,7 +193,8 @@ def export(
                                  help="clip task string when the clip has a subtask instruction"),
     format: str = typer.Option("v3.0", "--format", help="v3.0 | v2.1 (per-episode layout for openpi / older LingBot)"),
 ) -> None:
-    """Write LeRobot datasets (one per robot) from the catalog's clips, validated and published atomically."""
+    """Write LeRobot datasets (one per robot) from the catalog's clips, reviews and proposals, validated and published
+    atomically."""
     from jobs.export import run_export
 
     try:
@@ -203,9 +204,10 @@ def export(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     for r in reports:
-        console.print(f"{r.robot}: {r.episodes} episodes, {r.frames} frames, {r.tasks} tasks "
-                      f"({r.placeholder_episodes} episodes with a placeholder task), {r.video_files} video files, "
-                      f"{r.data_files} data files -> {r.path}")
+        sources = ", ".join(f"{n} {k}" for k, n in r.by_source.items())
+        console.print(f"{r.robot}: {r.episodes} episodes ({sources}; {r.unusable_spans} unusable spans left out), "
+                      f"{r.frames} frames, {r.tasks} tasks ({r.placeholder_episodes} episodes with a placeholder "
+                      f"task), {r.video_files} video files, {r.data_files} data files -> {r.path}")
 
 
 @app.command("norm-stats")

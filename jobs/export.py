@@ -18,7 +18,7 @@ import yaml
 from tqdm import tqdm
 
 from jobs.runtime import as_completed, init_ray
-from pipeline.export_plan import DEFAULT_TEMPLATE, batches, plan_export
+from pipeline.export_plan import DEFAULT_TEMPLATE, LABEL_SOURCES, batches, plan_export
 from pipeline.export_video import encode_camera
 from pipeline.lerobot_v21 import V21, to_v21
 from pipeline.lerobot_validate import validate_dataset
@@ -40,9 +40,11 @@ class ExportReport:
     episodes: int
     frames: int
     tasks: int
-    placeholder_episodes: int
+    placeholder_episodes: int  # episodes whose task string is a placeholder
     video_files: int
     data_files: int
+    by_source: dict[str, int]  # exported episodes per label source (pipeline.export_plan.LABEL_SOURCES)
+    unusable_spans: int  # reviewed spans marked unusable, left out
 
 
 def _slices(indices: list[int]) -> list[dict]:
@@ -85,9 +87,10 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
                  template: str, batch_frames: int, video_mb: float, data_mb: float, progress: bool,
                  fmt: str = lr.CODEBASE_VERSION) -> ExportReport | None:
     robot = load_robot(robot_name)
-    sources = plan_export(catalog, robot_name, unit, template)
+    planned = plan_export(catalog, robot_name, unit, template)
+    sources = [s for s in planned if s.exports]
     if not sources:
-        log.warning("no clips of robot %s in %s: nothing to export", robot_name, catalog)
+        log.warning("no usable clips of robot %s in %s: nothing to export", robot_name, catalog)
         return None
     fps = int(round(sources[0].fps))
     if any(abs(s.fps - fps) > 1e-9 for s in sources):
@@ -166,9 +169,12 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
     (staging / "meta" / "lingbot_robot_config.yaml").write_text(
         yaml.safe_dump(lingbot_robot_config(robot, video_keys), sort_keys=False))
     placeholders = sum(ex.placeholder for _, ex in exports)
+    by_source = {k: sum(len(s.exports) for s in sources if s.labels == k) for k in LABEL_SOURCES}
+    unusable = sum(s.unusable for s in planned)
     report = {"robot": robot_name, "episode_unit": unit, "episodes": len(exports), "frames": index,
-              "tasks": len(tasks), "placeholder_task_episodes": placeholders, "codec": codec,
-              "size": list(size) if size else None, "source_episodes": len(sources)}
+              "tasks": len(tasks), "placeholder_task_episodes": placeholders, "episodes_by_source": by_source,
+              "unusable_spans_left_out": unusable, "codec": codec, "size": list(size) if size else None,
+              "source_episodes": len(sources)}
     write_json(staging / "meta" / "export_report.json", report)
     info = {
         "codebase_version": lr.CODEBASE_VERSION, "robot_type": robot_name, "total_episodes": len(exports),
@@ -185,7 +191,8 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
         to_v21(staging)
     publish(staging, final, f"export of {robot_name}")
     return ExportReport(robot_name, final, len(exports), index, len(tasks), placeholders,
-                        sum(1 for _ in (final / "videos").rglob("*.mp4")), sum(1 for _ in (final / "data").rglob("*.parquet")))
+                        sum(1 for _ in (final / "videos").rglob("*.mp4")), sum(1 for _ in (final / "data").rglob("*.parquet")),
+                        by_source, unusable)
 
 
 def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, unit: str = "clip",

@@ -63,13 +63,35 @@ def _secret(work: Path, name: str, env: str) -> str:
     return path.read_text().strip()
 
 
+def ls_venv() -> Path:
+    """The Label Studio virtualenv (server and SDK), built on first use."""
+    try:
+        return Path(subprocess.run([str(REPO / "scripts/venv.sh"), "labelstudio"], check=True, text=True,
+                                   stdout=subprocess.PIPE).stdout.strip())
+    except subprocess.CalledProcessError as e:
+        raise ServiceError(f"could not build the labelstudio venv (scripts/venv.sh exit {e.returncode})") from None
+
+
+def media_dir(work: Path) -> Path:
+    """The only folder the server serves local files from."""
+    return _home(work) / "media"
+
+
+def server_url(work: Path) -> str:
+    path = _home(work) / "server.url"
+    if not path.exists():
+        raise ServiceError(f"no Label Studio was started for {work}: run `vla-data review up --work {work}`")
+    return path.read_text().strip()
+
+
 def token(work: Path) -> str:
     """The admin's API token, for `Authorization: Token <token>`; $VLA_LABEL_STUDIO_TOKEN wins."""
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
     path = _home(work) / "token"
     if not path.exists():
-        raise ServiceError(f"no {path}: start the server first (vla-data review up --work {work})")
+        raise ServiceError(f"no API token: set ${TOKEN_ENV}, or start the server first "
+                           f"(vla-data review up --work {work}) so that it writes {path}")
     return path.read_text().strip()
 
 
@@ -161,11 +183,7 @@ def up(work: Path, port: int = 8089, timeout: float = 600) -> Service:
         raise ServiceError(f"port {port} on 127.0.0.1 is in use; stop what holds it or pick another --port")
     if os.environ.get(TOKEN_ENV) and not 5 < len(os.environ[TOKEN_ENV]) <= 40:
         raise ServiceError(f"${TOKEN_ENV} must be 6 to 40 characters")  # else LS ignores it (and logs it)
-    try:
-        venv = subprocess.run([str(REPO / "scripts/venv.sh"), "labelstudio"], check=True, text=True,
-                              stdout=subprocess.PIPE).stdout.strip()
-    except subprocess.CalledProcessError as e:
-        raise ServiceError(f"could not build the labelstudio venv (scripts/venv.sh exit {e.returncode})") from None
+    venv = ls_venv()
 
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (home / "media").mkdir(exist_ok=True)
