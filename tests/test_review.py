@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from annotators.frames import FrameSampling
 from jobs.annotate import read_requests, run_annotate
 from jobs.cli import app
+from jobs.export import run_export
 from jobs.runtime import free_port
 from pipeline import labelstudio_service as ls
 from pipeline.labelstudio_client import LabelStudio, ReviewError
@@ -106,7 +107,7 @@ def _edit(prediction: dict, fps_frames_shift: int) -> list[dict]:
     return out
 
 
-def test_annotate_through_api_then_pull(review):
+def test_annotate_through_api_then_pull(review, tmp_path):
     work, root, client, first = review
     task, pred = next((t, p[0]) for t in _tasks(client, first.project_id)
                       if len(p := client.predictions(t["id"])) == 1)  # a task with only its rules prediction
@@ -150,6 +151,16 @@ def test_annotate_through_api_then_pull(review):
     versions = sorted(_table(root, "annotations"), key=lambda a: a["updated_at"])
     assert len(versions) == 2 and [a["is_current"] for a in versions] == [False, True]
     assert versions[1]["task"] == "Tidy the table"
+
+    # The next export takes the reviewed spans and texts, and leaves the unusable span out.
+    robot = next(e["robot"] for e in _table(root, "episodes") if e["episode_id"] == ann["episode_id"])
+    (report,) = run_export(root, tmp_path / "lerobot", robot=robot, codec="h264", size=(160, 120), progress=False)
+    episodes = pq.read_table(sorted((report.path / "meta" / "episodes").glob("*/*.parquet"))).to_pylist()
+    mine = [(e["length"], e["tasks"][0]) for e in episodes if e["tasks"][0].startswith("Tidy the table")]
+    final = sorted(_table(root, "annotation_spans"), key=lambda s: (s["version"], s["span_index"]))[-len(spans):]
+    assert mine == [(s["end_frame"] - s["start_frame"], f"Tidy the table: {s['instruction']}")
+                    for s in final if s["status"] == "ok"]
+    assert report.by_source["reviewed"] == len(mine) and report.unusable_spans == 1
 
 
 def test_server_down_or_bad_token_is_a_clear_error_and_a_rerun_completes(review, monkeypatch):
