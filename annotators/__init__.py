@@ -1,1 +1,2 @@
-"""Task and subtask instruction proposers (VLM through vLLM, and rule-based). Filled by issue 4."""
+"""Task and subtask instruction proposers: a VLM over vLLM's OpenAI-compatible API (annotators.vlm), vLLM in Ray
+workers through Ray Data LLM (annotators.inproc) and robot-signal rules (annotators.rules); prompts in prompts/."""

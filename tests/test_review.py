@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,6 +26,7 @@ from schemas.review import SPAN_STATUS, SPAN_TEXT, SPANS
 from tests.test_annotate import ScriptedServer
 
 pytestmark = pytest.mark.timeout(900)
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +191,28 @@ def test_server_down_or_bad_token_is_a_clear_error_and_a_rerun_completes(review,
                               "--url", client.url])
     assert res.exit_code == 2 and ls.TOKEN_ENV in res.output
     assert requests.get(client.url + "/health", timeout=10).status_code == 200
+
+
+def test_browser_edit_submit_then_pull(review, tmp_path):
+    """Headless Debian Chromium (Playwright, its own cached venv): log in, open a task, see the three videos and
+    the prefilled spans, rewrite the first span's instruction, submit; the pull sees the edit."""
+    work, root, client, first = review
+    browser = subprocess.run(["bash", str(REPO / "scripts" / "venv.sh"), "browser"], check=True, text=True,
+                             stdout=subprocess.PIPE).stdout.strip()
+    task = next(t for t in _tasks(client, first.project_id) if t["total_annotations"] == 0)
+    text = "Pick up the red cube from the table"
+    out = tmp_path / "ui"
+    r = subprocess.run([f"{browser}/bin/python", str(REPO / "tests" / "ui_review.py"), "--url", client.url,
+                        "--email", ls.ADMIN_EMAIL, "--password-file", str(work / "labelstudio" / "password"),
+                        "--project-id", str(first.project_id), "--task-id", str(task["id"]), "--text", text,
+                        "--out", str(out), "--timeout", "120"], text=True, capture_output=True, timeout=600)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0, (result, r.stderr[-2000:])
+    assert result["videos"] == result["videos_ready"] == 3 and result["regions"] > 1 and result["submitted"]
+    assert (out / "3-submitted.png").stat().st_size > 10_000  # the screenshot, kept in the test's folder
+    pull(root, client, DEFAULT_PROJECT)
+    (ann,) = [a for a in _table(root, "annotations") if a["annotation_id"] == result["annotation_id"]]
+    assert ann["episode_id"] == task["data"]["recording_id"] and ann["annotator"] == ls.ADMIN_EMAIL
+    spans = {s["region_id"]: s for s in _table(root, "annotation_spans") if s["annotation_id"] == ann["annotation_id"]}
+    assert spans["seg0"]["instruction"] == text and spans["seg0"]["text_changed"]
+    assert len(spans) == result["regions"] and all(not s["text_changed"] for rid, s in spans.items() if rid != "seg0")
