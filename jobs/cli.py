@@ -265,6 +265,60 @@ def validate(dataset: Path = typer.Argument(..., help="a LeRobot v3.0 dataset fo
     console.print(f"{dataset}: valid LeRobot dataset")
 
 
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="training YAML (see configs/train/demo.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUTPUT_DIR"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes (torchrun when > 1)"),
+    stop_at: int = typer.Option(None, "--stop-at", help="stop at this step with a checkpoint (then --resume)"),
+) -> None:
+    """Train the flow-matching policy with FSDP2 on LeRobot datasets and their norm stats."""
+    import os
+    import subprocess
+    import sys
+
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "trainer.train", str(config)] + (["--resume"] if resume else []) + \
+            (["--stop-at", str(stop_at)] if stop_at else [])
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        raise typer.Exit(subprocess.run(cmd, env=env).returncode)
+    from pydantic import ValidationError
+
+    from trainer.config import load_config
+    from trainer.train import train as run_train
+
+    try:
+        cfg = load_config(config)
+    except (FileNotFoundError, ValidationError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    rows = run_train(cfg, resume, stop_at)
+    if rows:
+        console.print(f"trained to step {rows[-1]['step']}: loss {rows[-1]['loss']:.4f}; checkpoints in "
+                      f"{cfg.output_dir / 'checkpoints'}, final weights in {cfg.output_dir / 'export'}")
+
+
+@app.command("eval")
+def eval_(
+    export: Path = typer.Argument(..., help="OUTPUT_DIR/export of a training run"),
+    dataset: Path = typer.Argument(..., help="a LeRobot dataset with held-out episodes"),
+    episodes: str = typer.Option("", "--episodes", help="comma-separated episode indices (default: all)"),
+    every: int = typer.Option(10, "--every", min=1, help="evaluate every N-th frame"),
+    norm_stats: Path = typer.Option(None, "--norm-stats", help="default: DATASET/norm_stats.json"),
+) -> None:
+    """Open-loop action error (MSE per joint group, normalized units) of a trained policy."""
+    from trainer.evaluate import evaluate
+
+    try:
+        r = evaluate(export, dataset, norm_stats, [int(e) for e in episodes.split(",") if e] or None, every)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    groups = ", ".join(f"{k} {v:.4f}" for k, v in r["mse"].items())
+    console.print(f"{r['frames']} frames: MSE {r['mse_all']:.4f} ({groups})")
+
+
 def _csv(rel) -> str:
     import csv
     import io

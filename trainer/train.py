@@ -1,0 +1,173 @@
+"""FSDP2 training of the flow-matching policy on our LeRobot shards.
+
+    vla-data train CONFIG [--resume] [--nproc N] [--stop-at STEP]   (N > 1 runs torchrun; 1 runs in-process)
+    torchrun --nproc_per_node N -m trainer.train CONFIG [--resume] [--stop-at STEP]
+
+Writes OUT/metrics.jsonl (loss, lr, grad norm, samples/s, data-wait fraction per logged step), OUT/checkpoints/
+step-N (DCP; `--resume` continues from the latest exactly: model, optimizer, scheduler, sampler position and
+RNG) and OUT/export/ (model.safetensors + config.json) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
+
+from trainer import checkpoint
+from trainer.config import TrainConfig, load_config
+from trainer.data import Mixture, ShardDataset
+from trainer.distributed import Dist, init, mean, shard
+from trainer.model import Policy
+from trainer.sampler import MixtureSampler
+
+log = logging.getLogger("trainer")
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warmup, then constant or cosine decay to min_lr_ratio."""
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def build_data(cfg: TrainConfig, d: Dist) -> tuple[Mixture, MixtureSampler]:
+    size = (cfg.model.image_size, cfg.model.image_size)
+    mixture = Mixture([ShardDataset(s.path, s.stats_path, cfg.norm_mode, size, cfg.model.chunk, cfg.model.action_dim)
+                       for s in cfg.datasets])
+    sampler = MixtureSampler(mixture.sizes, [s.weight for s in cfg.datasets], seed=cfg.seed, rank=d.rank,
+                             world_size=d.world)
+    return mixture, sampler
+
+
+def batches(mixture: Mixture, sampler: MixtureSampler, cfg: TrainConfig):
+    """Endless batches from the sampler's position; the caller advances the sampler by what it consumed."""
+    while True:
+        loader = torch.utils.data.DataLoader(mixture, batch_size=cfg.micro_batch, sampler=sampler,
+                                             num_workers=cfg.num_workers, persistent_workers=False)
+        yield from loader
+        sampler.set_epoch(sampler.epoch + 1)
+
+
+def build_model(cfg: TrainConfig, d: Dist) -> Policy:
+    torch.manual_seed(cfg.seed)  # every rank builds the same full model before sharding
+    model = Policy(cfg.model).to(d.device)
+    if cfg.activation_checkpointing:
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+        for i, block in enumerate(model.blocks):
+            model.blocks[i] = checkpoint_wrapper(block)
+    if cfg.compile:
+        for block in model.blocks:
+            block.compile()
+    mixed = cfg.mixed_precision if cfg.mixed_precision is not None else d.device.type == "cuda"
+    return shard(model, model.blocks, mixed)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _grad_norm(model: Policy, clip: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    return float((norm.full_tensor() if isinstance(norm, DTensor) else norm).item())
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> list[dict]:
+    """Runs (or continues) the configured training; returns the metrics rows rank 0 logged in this run.
+    `stop_at` ends the run early at that step with a checkpoint, as an interruption would (then --resume)."""
+    d = init()
+    try:
+        return _train(cfg, resume, stop_at, d)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist) -> list[dict]:
+    out = cfg.output_dir
+    mixture, sampler = build_data(cfg, d)
+    model = build_model(cfg, d)
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(cfg))
+    gen = torch.Generator(d.device).manual_seed(cfg.seed * 7919 + d.rank)  # noise and flow times, per rank
+    step = 0
+    if resume and (path := checkpoint.latest(out / "checkpoints")) is not None:
+        state = checkpoint.load(path, model, optim, d)
+        sched.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        log.info("resumed from %s at step %d", path, step)
+    elif resume:
+        log.info("no checkpoint in %s: starting at step 0", out / "checkpoints")
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        log.info("%d parameters, %d ranks, global batch %d, datasets %s", sum(p.numel() for p in model.parameters()),
+                 d.world, cfg.micro_batch * d.world * cfg.grad_accum, [str(s.path) for s in cfg.datasets])
+    it, rows = batches(mixture, sampler, cfg), []
+    metrics_file = out / "metrics.jsonl"
+    last = min(cfg.steps, stop_at or cfg.steps)
+    while step < last:
+        t0, wait, samples, losses = time.monotonic(), 0.0, 0, []
+        for _ in range(cfg.grad_accum):
+            w0 = time.monotonic()
+            batch = next(it)
+            wait += time.monotonic() - w0
+            n = len(batch["task"])
+            sampler.advance(n)
+            samples += n
+            loss, _ = model.loss(_to(batch, d.device), gen)
+            (loss / cfg.grad_accum).backward()
+            losses.append(loss.item())
+        grad_norm = _grad_norm(model, cfg.clip_grad)
+        optim.step()
+        sched.step()
+        optim.zero_grad(set_to_none=True)
+        step += 1
+        elapsed = time.monotonic() - t0
+        row = {"step": step, "loss": mean(sum(losses) / len(losses), d), "lr": sched.get_last_lr()[0],
+               "grad_norm": grad_norm, "samples_per_s": mean(samples / elapsed, d) * d.world,
+               "data_wait_fraction": mean(wait / elapsed, d)}
+        if d.main:
+            rows.append(row)
+            with open(metrics_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.info("step %d loss %.5f lr %.2e grad %.3f %.1f samples/s data wait %.0f%%", step, row["loss"],
+                         row["lr"], grad_norm, row["samples_per_s"], 100 * row["data_wait_fraction"])
+        if step % cfg.save_every == 0 or step == last:
+            checkpoint.save(out / "checkpoints", step, model, optim, {
+                "step": step, "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}, d)
+    if step == cfg.steps:
+        checkpoint.export(model, {"policy": cfg.model.model_dump(), "norm_mode": cfg.norm_mode,
+                                  "datasets": [s.model_dump(mode="json") for s in cfg.datasets]}, out / "export", d)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.splitlines()[0])
+    p.add_argument("config")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--stop-at", type=int, help="stop at this step with a checkpoint (continue with --resume)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    train(load_config(a.config), a.resume, a.stop_at)
+
+
+if __name__ == "__main__":
+    main()
