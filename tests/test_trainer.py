@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.export import run_norm_stats
 from trainer.config import load_config
-from trainer.train import train
+from trainer.distributed import Dist
+from trainer.train import build_data, train
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -76,9 +78,14 @@ def test_two_ranks_learn_and_resume_exactly(datasets, tmp_path):
     assert (out / "export" / "model.safetensors").exists()
 
 
-def test_one_process_then_eval(datasets, tmp_path):
-    config = _config(tmp_path, datasets, "single", steps=6)
-    rows = train(load_config(config))
+def test_one_process_then_eval_on_held_out_episodes(datasets, tmp_path):
+    held_out = [{**datasets[0], "holdout_episodes": [0, 1]}, *datasets[1:]]
+    config = _config(tmp_path, held_out, "single", steps=6)
+    cfg = load_config(config)
+    mixture, _ = build_data(cfg, Dist(0, 1, 0, torch.device("cpu")))
+    assert 0 not in {int(e) for e in mixture.datasets[0].frames["episode_index"][mixture.datasets[0].rows]}
+    assert len(mixture.datasets[0]) < len(mixture.datasets[0].frames["episode_index"])
+    rows = train(cfg)
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(np.isfinite(r["loss"]) for r in rows)
     assert all(0 <= r["data_wait_fraction"] <= 1 and r["samples_per_s"] > 0 for r in rows)
     export = load_config(config).output_dir / "export"

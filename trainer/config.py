@@ -17,6 +17,7 @@ class DatasetSpec(BaseModel):
     path: Path  # a LeRobot v3.0 dataset written by `vla-data export`
     norm_stats: Path | None = None  # default: PATH/norm_stats.json (`vla-data norm-stats`)
     weight: float = Field(1.0, gt=0)  # sampling weight in the mixture
+    holdout_episodes: list[int] = []  # never trained on: evaluate on them with `vla-data eval --episodes`
 
     @property
     def stats_path(self) -> Path:

@@ -47,7 +47,8 @@ def read_frames(root: Path) -> dict[str, np.ndarray]:
     files = sorted((root / "data").glob("*/*.parquet"))
     if not files:
         raise FileNotFoundError(f"{root} has no data/*/*.parquet: not a LeRobot v3.0 dataset")
-    t = pq.read_table(files, columns=["observation.state", "action", "episode_index", "frame_index", "task_index", "index"])
+    t = pq.read_table(files, columns=["observation.state", "action", "episode_index", "frame_index", "task_index",
+                                      "index"])
     out = {"state": vectors(t["observation.state"]), "action": vectors(t["action"])}
     out |= {c: t[c].to_numpy() for c in ("episode_index", "frame_index", "task_index")}
     if not np.array_equal(t["index"].to_numpy(), np.arange(len(t))):
@@ -117,7 +118,8 @@ def joint_groups(root: Path, stats: dict, joints: dict[str, int], chunk: int) ->
             got = stats[g.key]["mean"].shape if g.key in stats else "none"
             raise ValueError(f"{root}: norm stats of {g.key} should have shape {want}, have {got}")
         if joints.get(name, 0) < dim:
-            raise ValueError(f"{root}: joint group {name} has {dim} joints, `joints` gives it {joints.get(name, 0)} slots")
+            raise ValueError(f"{root}: joint group {name} has {dim} joints, `joints` gives it "
+                             f"{joints.get(name, 0)} slots")
     return groups
 
 
@@ -149,11 +151,12 @@ def joint_mask(groups: list[Group], offsets: dict[str, int], max_dim: int) -> np
 
 
 class ShardDataset(torch.utils.data.Dataset):
-    """One LeRobot v3.0 dataset folder; item i = frame i (global row). See the module doc for the layout."""
+    """One LeRobot v3.0 dataset folder; item i = the i-th frame (global row) outside `exclude_episodes` (held out
+    for evaluation; their frames still serve as action-chunk context of nothing else). See the module doc."""
 
     def __init__(self, root: str | Path, norm_stats: str | Path, mode: str = "meanstd",
                  size: tuple[int, int] = (224, 224), chunk: int = 50, max_dim: int = 75,
-                 joints: dict[str, int] = LINGBOT_JOINTS, open_files: int = 24):
+                 joints: dict[str, int] = LINGBOT_JOINTS, open_files: int = 24, exclude_episodes: tuple[int, ...] = ()):
         if mode not in NORM_MODES:
             raise ValueError(f"norm mode {mode!r}: choose one of {NORM_MODES}")
         self.root, self.mode, self.size, self.chunk, self.max_dim = Path(root), mode, tuple(size), chunk, max_dim
@@ -167,11 +170,13 @@ class ShardDataset(torch.utils.data.Dataset):
         self.episodes = read_episodes(self.root, self.views)
         self.tasks = read_tasks(self.root)
         self.reader = FrameReader(self.size, open_files)
+        self.rows = np.flatnonzero(~np.isin(self.frames["episode_index"], list(exclude_episodes)))
 
     def __len__(self) -> int:
-        return len(self.frames["episode_index"])
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
+        i = int(self.rows[i])
         f, ep = self.frames, int(self.frames["episode_index"][i])
         frame = int(f["frame_index"][i])
         end = int(self.episodes["dataset_to_index"][ep])

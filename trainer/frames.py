@@ -31,7 +31,8 @@ def seek_frame(container: av.container.InputContainer, t: float, fps: float) -> 
     raise LookupError(f"no frame at {t:.4f} s: the video ends before it")
 
 
-def to_rgb(frame: av.VideoFrame, size: tuple[int, int], reformatter: av.video.reformatter.VideoReformatter) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int],
+           reformatter: av.video.reformatter.VideoReformatter) -> np.ndarray:
     """RGB uint8 (H, W, 3) at size = (W, H): colour conversion and area resize in one single-threaded pass."""
     w, h = size
     return reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA", threads=1).to_ndarray()

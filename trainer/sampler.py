@@ -67,7 +67,8 @@ class MixtureSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         """The rest of this epoch's indices, from the current position; the position itself moves by advance()."""
-        indices = epoch_indices(self.sizes, self.weights, self.seed, self.epoch, self.rank, self.world_size, self.per_rank)
+        indices = epoch_indices(self.sizes, self.weights, self.seed, self.epoch, self.rank, self.world_size,
+                                self.per_rank)
         return iter(indices[self.position:].tolist())
 
     def __len__(self) -> int:

@@ -45,8 +45,8 @@ def lr_lambda(cfg: TrainConfig):
 
 def build_data(cfg: TrainConfig, d: Dist) -> tuple[Mixture, MixtureSampler]:
     size = (cfg.model.image_size, cfg.model.image_size)
-    mixture = Mixture([ShardDataset(s.path, s.stats_path, cfg.norm_mode, size, cfg.model.chunk, cfg.model.action_dim)
-                       for s in cfg.datasets])
+    mixture = Mixture([ShardDataset(s.path, s.stats_path, cfg.norm_mode, size, cfg.model.chunk, cfg.model.action_dim,
+                                    exclude_episodes=tuple(s.holdout_episodes)) for s in cfg.datasets])
     sampler = MixtureSampler(mixture.sizes, [s.weight for s in cfg.datasets], seed=cfg.seed, rank=d.rank,
                              world_size=d.world)
     return mixture, sampler
