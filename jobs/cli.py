@@ -295,8 +295,10 @@ def train(
         raise typer.Exit(2) from None
     rows = run_train(cfg, resume, stop_at)
     if rows:
-        console.print(f"trained to step {rows[-1]['step']}: loss {rows[-1]['loss']:.4f}; checkpoints in "
-                      f"{cfg.output_dir / 'checkpoints'}, final weights in {cfg.output_dir / 'export'}")
+        step = rows[-1]["step"]
+        done = f"final weights in {cfg.output_dir / 'export'}" if step == cfg.steps else "continue with --resume"
+        console.print(f"trained to step {step} of {cfg.steps}: loss {rows[-1]['loss']:.4f}; checkpoints in "
+                      f"{cfg.output_dir / 'checkpoints'}; {done}")
 
 
 @app.command("eval")

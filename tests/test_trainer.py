@@ -93,3 +93,10 @@ def test_one_process_then_eval_on_held_out_episodes(datasets, tmp_path):
                                    datasets[0]["norm_stats"], "--episodes", "0,1", "--every", "5"])
     assert res.exit_code == 0, res.output
     assert "MSE" in res.output and "arm.position" in res.output and "effector.position" in res.output
+
+
+def test_activation_checkpointing_gives_the_same_steps(datasets, tmp_path):
+    plain = train(load_config(_config(tmp_path, datasets, "plain", steps=3, num_workers=0)))
+    recomputed = train(load_config(_config(tmp_path, datasets, "ac", steps=3, num_workers=0,
+                                           activation_checkpointing=True)))
+    assert [r["loss"] for r in recomputed] == pytest.approx([r["loss"] for r in plain], abs=1e-6)
