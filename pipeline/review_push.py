@@ -57,10 +57,10 @@ def push(root: Path, client: LabelStudio, media: Path, project: str = DEFAULT_PR
     """`media` is the server's local-files root: review videos go to media/recordings/<episode_id>/."""
     proposals = current_proposals(root)
     episodes = pq.read_table(root / CATALOG_DIR / "episodes.parquet").to_pylist()
-    todo = [e for e in episodes if e["episode_id"] in proposals][:limit]
+    proposed = [e for e in episodes if e["episode_id"] in proposals]
+    todo = proposed[:limit]
     client.check()  # a wrong token or a server that is down fails here, before any work
-    report = PushReport(client.project(project, LABEL_CONFIG), without_proposal=len(episodes) - len(
-        [e for e in episodes if e["episode_id"] in proposals]))
+    report = PushReport(client.project(project, LABEL_CONFIG), without_proposal=len(episodes) - len(proposed))
     (media / "recordings").mkdir(parents=True, exist_ok=True)
     client.local_storage(report.project_id, media / "recordings")
     prepared = []
