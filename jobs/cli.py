@@ -97,31 +97,49 @@ def ingest(
 @app.command()
 def sql(
     root: Path = typer.Argument(..., help="an ingest output folder"),
-    query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames, proposals, proposal_spans"),
-    format: str = typer.Option("table", "--format", help="table | csv | json"),
+    query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames, "
+                                          "proposals, proposal_spans, review_tasks, annotations, annotation_spans"),
+    datasets: Path = typer.Option(None, "--datasets", help="also views over the LeRobot datasets under this folder: "
+                                                            "shard_frames, shard_episodes, shard_tasks, export_reports"),
+    format: str = typer.Option("table", "--format", help="table | csv | json | parquet (parquet needs --out)"),
+    out: Path = typer.Option(None, "--out", help="write the result to this file instead of printing it"),
 ) -> None:
-    """Run SQL over the catalog with DuckDB."""
+    """Run SQL over the catalog (and exported datasets) with DuckDB."""
     import duckdb
 
-    from pipeline.catalog import connect
+    from pipeline.catalog import attach_datasets, connect
 
+    if format not in ("table", "csv", "json", "parquet"):
+        raise typer.BadParameter(f"unknown format {format!r}")
+    if format == "parquet" and out is None:
+        raise typer.BadParameter("--format parquet writes a file: give --out FILE")
     try:
-        rel = connect(root).sql(query)
+        con = connect(root)
+        if datasets:
+            attach_datasets(con, datasets)
+        rel = con.sql(query)
     except (FileNotFoundError, duckdb.Error) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     if rel is None:
         return
+    if format == "parquet":
+        rel.write_parquet(str(out))
+        console.print(f"{len(rel)} rows -> {out}")
+        return
     if format == "table":
-        typer.echo(str(rel))
+        text = str(rel)
     elif format == "csv":
-        typer.echo(_csv(rel), nl=False)
-    elif format == "json":
+        text = _csv(rel)
+    else:
         import json
 
-        typer.echo(json.dumps([dict(zip(rel.columns, row)) for row in rel.fetchall()], default=str))
+        text = json.dumps([dict(zip(rel.columns, row)) for row in rel.fetchall()], default=str)
+    if out:
+        out.write_text(text)
+        console.print(f"{len(rel)} rows -> {out}")
     else:
-        raise typer.BadParameter(f"unknown format {format!r}")
+        typer.echo(text, nl=format != "csv")
 
 
 @app.command()

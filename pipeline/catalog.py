@@ -78,3 +78,21 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
     if any((root / "episodes").glob("*/frames.parquet")):
         con.execute(f"CREATE VIEW frames AS SELECT * FROM read_parquet('{root}/episodes/*/frames.parquet')")
     return con
+
+
+def attach_datasets(con: duckdb.DuckDBPyConnection, datasets: str | Path) -> None:
+    """Views over the LeRobot datasets `vla-data export` wrote under DATASETS/<robot>/, each row tagged with its
+    `dataset` (the folder name): shard_frames (data/), shard_episodes (meta/episodes/), shard_tasks and
+    export_reports (meta/export_report.json). Robots' columns differ; the views union them by name."""
+    roots = sorted(p.parents[1] for p in Path(datasets).glob("*/meta/info.json"))
+    if not roots:
+        raise FileNotFoundError(f"{datasets} holds no LeRobot datasets (DATASETS/<robot>/meta/info.json)")
+
+    def union(files: str, reader: str = "read_parquet") -> str:
+        return " UNION ALL BY NAME ".join(f"SELECT '{r.name}' AS dataset, * FROM {reader}('{r}/{files}')"
+                                          for r in roots)
+
+    con.execute(f"CREATE VIEW shard_frames AS {union('data/*/*.parquet')}")
+    con.execute(f"CREATE VIEW shard_episodes AS {union('meta/episodes/*/*.parquet')}")
+    con.execute(f"CREATE VIEW shard_tasks AS {union('meta/tasks.parquet')}")
+    con.execute(f"CREATE VIEW export_reports AS {union('meta/export_report.json', 'read_json_auto')}")

@@ -278,3 +278,25 @@ def test_lingbot_size_preset(exported, tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads((tmp_path / "agibot_g1" / "meta" / "info.json").read_text())
     assert info["features"]["observation.images.head_color"]["shape"] == [224, 224, 3]
+
+
+def test_sql_over_exported_shards(exported, tmp_path):
+    catalog, out, reports = exported
+    runner = CliRunner()
+    q = ("SELECT dataset, count(*) AS frames, count(DISTINCT episode_index) AS episodes FROM shard_frames "
+         "GROUP BY dataset ORDER BY dataset")
+    r = runner.invoke(app, ["sql", str(catalog), q, "--datasets", str(out), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == [{"dataset": robot, "frames": rep.frames, "episodes": rep.episodes}
+                                    for robot, rep in sorted(reports.items())]
+    q = ("SELECT t.dataset, count(*) AS n, any_value(x.episodes) AS reported FROM shard_tasks t "
+         "JOIN export_reports x ON x.robot = t.dataset GROUP BY t.dataset ORDER BY t.dataset")
+    r = runner.invoke(app, ["sql", str(catalog), q, "--datasets", str(out), "--format", "parquet",
+                            "--out", str(tmp_path / "tasks.parquet")])
+    assert r.exit_code == 0, r.output
+    rows = pq.read_table(tmp_path / "tasks.parquet").to_pylist()
+    assert rows == [{"dataset": robot, "n": rep.tasks, "reported": rep.episodes} for robot, rep in sorted(reports.items())]
+    r = runner.invoke(app, ["sql", str(catalog), "SELECT 1", "--format", "parquet"])
+    assert r.exit_code != 0 and "--out" in r.output
+    r = runner.invoke(app, ["sql", str(catalog), "SELECT 1", "--datasets", str(tmp_path)])
+    assert r.exit_code == 2 and "no LeRobot datasets" in r.output
