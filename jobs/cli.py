@@ -13,6 +13,8 @@ from jobs.review_cli import app as review_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(review_app, name="review")
+stats_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset statistics.")
+app.add_typer(stats_app, name="stats")
 console = Console(soft_wrap=True)  # long paths and reasons stay on one line
 
 
@@ -140,6 +142,35 @@ def sql(
         console.print(f"{len(rel)} rows -> {out}")
     else:
         typer.echo(text, nl=format != "csv")
+
+
+@stats_app.command("report")
+def stats_report(
+    root: Path = typer.Argument(..., help="an ingest output folder"),
+    format: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """The standard report: recordings per robot and task, clip lengths, quarantine, the annotation funnel,
+    annotators, VLM-vs-human edits, frequent instruction verbs."""
+    import json
+
+    from pipeline.catalog import connect
+    from pipeline.stats_report import report
+
+    try:
+        sections = report(connect(root))
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    if format == "json":
+        typer.echo(json.dumps({k: t.to_pylist() for k, t in sections.items()}, default=str))
+        return
+    for name, t in sections.items():
+        table = Table(title=name.replace("_", " "))
+        for col in t.column_names:
+            table.add_column(col, justify="left" if t.schema.field(col).type == "string" else "right")
+        for row in t.to_pylist():
+            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        console.print(table)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -115,3 +116,25 @@ def test_cli_ingest_prints_the_summary(samples, ray_local, tmp_path):
         assert text in r.output.replace("\n", ""), text
     r = CliRunner().invoke(app, ["ingest", str(tmp_path / "missing"), str(tmp_path / "out")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_stats_report_matches_the_catalog(ingested):
+    r = CliRunner().invoke(app, ["stats", "report", str(ingested.out), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    episodes = pq.read_table(ingested.out / "catalog" / "episodes.parquet").to_pylist()
+    clips = pq.read_table(ingested.out / "catalog" / "clips.parquet").to_pylist()
+    want = {}
+    for e in episodes:
+        w = want.setdefault((e["robot"], e["task_name"] or ""), [0, 0.0, 0])
+        w[0], w[1], w[2] = w[0] + 1, w[1] + e["duration_s"] / 3600, w[2] + e["num_clips"]
+    got = {(row["robot"], row["task"]): [row["episodes"], row["hours"], row["clips"]] for row in report["recordings"]}
+    assert got.keys() == want.keys()
+    for key, (n, hours, n_clips) in want.items():
+        assert got[key][0] == n and abs(got[key][1] - hours) < 1e-12 and got[key][2] == n_clips
+    for row in report["clip_lengths"]:
+        d = np.array([c["duration_s"] for c in clips if c["robot"] == row["robot"]])
+        assert row["clips"] == len(d) and abs(row["p50_s"] - np.median(d)) < 1e-12 and row["max_s"] == d.max()
+    assert report["funnel"] == [{"recordings": len({c["episode_id"] for c in clips}), "proposed": 0,
+                                 "proposed_by_vlm": 0, "queued": 0, "reviewed": 0, "accepted_spans": 0,
+                                 "unusable_spans": 0}]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import requests
@@ -153,6 +154,23 @@ def test_annotate_through_api_then_pull(review, tmp_path):
     versions = sorted(_table(root, "annotations"), key=lambda a: a["updated_at"])
     assert len(versions) == 2 and [a["is_current"] for a in versions] == [False, True]
     assert versions[1]["task"] == "Tidy the table"
+
+    # The stats report counts the same review round.
+    from pipeline.catalog import connect
+    from pipeline.stats_report import report
+
+    sections = report(connect(root))
+    current = [s for s in _table(root, "annotation_spans") if s["version"] == versions[1]["version"]]
+    recordings = len({c["episode_id"] for c in _table(root, "clips")})
+    assert sections["funnel"].to_pylist() == [{
+        "recordings": recordings, "proposed": recordings,
+        "proposed_by_vlm": 1, "queued": len(_table(root, "review_tasks")), "reviewed": 1,
+        "accepted_spans": sum(s["status"] == "ok" for s in current), "unusable_spans": 1}]
+    (edits,) = sections["edits"].to_pylist()
+    assert edits["spans"] == len(current) and edits["text_edit_rate"] == pytest.approx(1 / len(current))
+    assert edits["mean_boundary_shift_s"] == pytest.approx(
+        np.mean([(abs(s["start_shift_s"]) + abs(s["end_shift_s"])) / 2 for s in current]))
+    assert edits["mean_edit_distance"] > 0
 
     # The next export takes the reviewed spans and texts, and leaves the unusable span out.
     robot = next(e["robot"] for e in _table(root, "episodes") if e["episode_id"] == ann["episode_id"])
