@@ -28,6 +28,7 @@ demo: venv $(WORK)/raw/.generated
 	$(BIN)/vla-data validate $(WORK)/lerobot/aloha
 	$(BIN)/vla-data norm-stats $(WORK)/lerobot/aloha --out $(WORK)/lerobot/aloha/norm_stats.json --subtract-state arm.position
 	$(BIN)/vla-data norm-stats $(WORK)/lerobot/agibot_g1 --out $(WORK)/lerobot/agibot_g1/norm_stats.json --subtract-state arm.position
+	$(BIN)/vla-data stats report $(WORK)/out
 	@echo "LeRobot v3.0 datasets: $(WORK)/lerobot/{aloha,agibot_g1} (LingBot robot config in meta/lingbot_robot_config.yaml)"
 	@echo "Norm stats: $(WORK)/lerobot/aloha/norm_stats.json, $(WORK)/lerobot/agibot_g1/norm_stats.json"
 
