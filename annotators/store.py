@@ -27,6 +27,15 @@ def load(out: Path, episode_id: str, proposal_id: str) -> Proposal | None:
     return Proposal.from_json(json.loads(path.read_text())) if path.exists() else None
 
 
+def reuse(out: Path, episode_id: str, proposal_id: str) -> Proposal | None:
+    """The stored answer for this cache key when it is finished (not pending), made current again."""
+    old = load(out, episode_id, proposal_id)
+    if old is None or old.status == "pending":
+        return None
+    save(out, old)
+    return old
+
+
 def save(out: Path, p: Proposal) -> None:
     """Writes the record and makes it the recording's current proposal."""
     folder = _folder(out, p.episode_id)

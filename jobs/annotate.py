@@ -95,8 +95,9 @@ def _rules_proposal(ep: dict, req: RecordingRequest) -> Proposal:
 def _annotate_rules(out: Path, items, report: AnnotateReport, progress: bool) -> None:
     for ep, req in tqdm(items, desc="annotate (rules)", unit="recording", disable=not progress):
         p = _rules_proposal(ep, req)
-        old = store.load(out, p.episode_id, p.proposal_id)
-        store.save(out, old or p)
+        old = store.reuse(out, p.episode_id, p.proposal_id)
+        if old is None:
+            store.save(out, p)
         report.add(old or p, old is not None)
 
 
@@ -110,9 +111,7 @@ async def _annotate_http(out: Path, items, client: ChatClient, concurrency: int,
         async with in_flight:
             req.frames = await sample.remote(ep, frames)
             key = cache_key(req, prompt.version, client.model, sampling, bounds)
-            old = store.load(out, req.episode_id, key)
-            if old is not None and old.status != "pending":
-                store.save(out, old)
+            if (old := store.reuse(out, req.episode_id, key)) is not None:
                 return old, True
             p = await propose(client, prompt, req, bounds, sampling, key)
             req.frames = []
@@ -147,9 +146,7 @@ def _annotate_inproc(out: Path, items, model: str, prompt, frames: FrameSampling
                                          desc="sample frames", disable=not progress)):
         req.frames = fr
         key = cache_key(req, prompt.version, model, sampling, bounds)
-        old = store.load(out, req.episode_id, key)
-        if old is not None and old.status != "pending":
-            store.save(out, old)
+        if (old := store.reuse(out, req.episode_id, key)) is not None:
             report.add(old, True)
         else:
             todo[key] = req

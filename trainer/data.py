@@ -141,12 +141,16 @@ def unified(state_row: np.ndarray, action_rows: np.ndarray, groups: list[Group],
     return state, actions
 
 
+def action_slots(groups: list[Group], offsets: dict[str, int]) -> dict[str, slice]:
+    """Joint group name -> the unified-vector slots its real action joints fill."""
+    return {joint_name(g): slice(offsets[joint_name(g)], offsets[joint_name(g)] + sum(b - a for a, b in g.slices))
+            for g in groups if g.column == "action"}
+
+
 def joint_mask(groups: list[Group], offsets: dict[str, int], max_dim: int) -> np.ndarray:
     mask = np.zeros(max_dim, bool)
-    for g in groups:
-        if g.column == "action":
-            o = offsets[joint_name(g)]
-            mask[o:o + sum(b - a for a, b in g.slices)] = True
+    for s in action_slots(groups, offsets).values():
+        mask[s] = True
     return mask
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from trainer.data import ShardDataset, joint_name
+from trainer.data import ShardDataset, action_slots
 from trainer.model import Policy, PolicyConfig
 
 
@@ -36,8 +36,7 @@ def evaluate(export: Path, dataset: Path, norm_stats: Path | None = None, episod
     chosen = np.flatnonzero(np.isin(ep, episodes) if episodes else np.ones_like(ep, bool))[::every]
     if not len(chosen):
         raise ValueError(f"no frames of episodes {episodes} in {dataset}")
-    slots = {joint_name(g): slice(data.offsets[joint_name(g)], data.offsets[joint_name(g)] +
-                                  sum(b - a for a, b in g.slices)) for g in data.groups if g.column == "action"}
+    slots = action_slots(data.groups, data.offsets)
     sq = {name: [] for name in slots}
     gen = torch.Generator().manual_seed(seed)
     for i in range(0, len(chosen), batch_size):
