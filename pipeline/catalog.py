@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.catalog import SORT_KEYS, TABLES, with_version
+from schemas.robot import ROBOT_CONFIG_DIR, load_robot
 
 MANIFEST_DIR = "_manifests"
 CATALOG_DIR = "catalog"
@@ -67,12 +68,27 @@ def publish_tables(out: Path, rows: dict[str, list[dict]], schemas: dict[str, pa
     return paths
 
 
+def joint_limits() -> pa.Table:
+    """(robot, joint_index, joint, lower, upper) of every robot config in configs/robots that declares limits."""
+    rows = []
+    for path in sorted(ROBOT_CONFIG_DIR.glob("*.yaml")):
+        cfg = load_robot(path)
+        rows += [{"robot": cfg.name, "joint_index": cfg.state_names.index(name), "joint": name, "lower": lo,
+                  "upper": hi} for name, (lo, hi) in cfg.joint_limits.items()]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("robot", pa.string()), ("joint_index", pa.int32()),
+                                                        ("joint", pa.string()), ("lower", pa.float64()),
+                                                        ("upper", pa.float64())]))
+
+
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
-    """DuckDB with a view per catalog table, plus `frames` over every episode's frame table."""
+    """DuckDB with a view per catalog table, `frames` over every episode's frame table and a `joint_limits`
+    table from the robot configs."""
     root = Path(root)
     if not (root / CATALOG_DIR).is_dir():
         raise FileNotFoundError(f"{root} has no catalog/ folder: run `vla-data ingest` into it first")
     con = duckdb.connect()
+    limits = joint_limits()  # noqa: F841  read by name in the next statement
+    con.execute("CREATE TABLE joint_limits AS SELECT * FROM limits")
     for p in sorted((root / CATALOG_DIR).glob("*.parquet")):
         con.execute(f"CREATE VIEW {p.stem} AS SELECT * FROM read_parquet('{p}')")
     if any((root / "episodes").glob("*/frames.parquet")):

@@ -113,6 +113,8 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
             "episode_id": eid, "robot": robot.name, "source_format": ep.source.source_format,
             "source_key": ep.source.key, "source_uri": str(Path(ep.source.root).resolve() / ep.source.key),
             "content_hash": ep.content_hash, "adapter_version": ep.adapter_version, "task_name": ep.task_name,
+            # epoch microseconds: the manifest is JSON, and pyarrow reads ints as timestamp values
+            "recorded_at": round(ep.recorded_at.timestamp() * 1e6) if ep.recorded_at else None,
             "fps": fps, "num_frames": n, "duration_s": n / fps, "static_s": static_s,
             "active_s": n / fps - static_s, "num_clips": len(clips), "state_names": ep.state_names,
             "action_names": ep.action_names, "cameras": list(cams), "frames_uri": str(final / "frames.parquet"),

@@ -13,10 +13,26 @@ SECTIONS = {
                sum(active_s) / 3600 AS active_hours, sum(static_s) / nullif(sum(duration_s), 0) AS static_fraction,
                CAST(sum(num_clips) AS BIGINT) AS clips
         FROM episodes GROUP BY ALL ORDER BY robot, task"""),
+    "hours_per_day": ("episodes", """
+        SELECT robot, CAST(recorded_at AS DATE) AS day, count(*) AS episodes, sum(duration_s) / 3600 AS hours,
+               sum(active_s) / 3600 AS active_hours
+        FROM episodes GROUP BY ALL ORDER BY robot, day"""),
     "clip_lengths": ("clips", """
         SELECT robot, count(*) AS clips, min(duration_s) AS min_s, quantile_cont(duration_s, 0.1) AS p10_s,
                median(duration_s) AS p50_s, quantile_cont(duration_s, 0.9) AS p90_s, max(duration_s) AS max_s
         FROM clips GROUP BY robot ORDER BY robot"""),
+    # Every state sample of every ingested frame, per joint, against the robot config's limits.
+    "joint_ranges": ("frames", """
+        WITH samples AS (
+            SELECT e.robot, unnest(range(len(f."observation.state"))) AS joint_index, unnest(e.state_names) AS joint,
+                   unnest(f."observation.state") AS value
+            FROM frames f JOIN episodes e USING (episode_id))
+        SELECT s.robot, s.joint, count(*) AS samples, min(value) AS min, quantile_cont(value, 0.01) AS p01,
+               median(value) AS p50, quantile_cont(value, 0.99) AS p99, max(value) AS max,
+               any_value(l.lower) AS lower_limit, any_value(l.upper) AS upper_limit,
+               count(*) FILTER (WHERE value < l.lower OR value > l.upper) AS out_of_range
+        FROM samples s LEFT JOIN joint_limits l USING (robot, joint)
+        GROUP BY s.robot, s.joint, s.joint_index ORDER BY s.robot, s.joint_index"""),
     "quarantine": ("quarantine", """
         SELECT source_format, reason_code, count(*) AS recordings FROM quarantine GROUP BY ALL ORDER BY ALL"""),
     "annotators": ("annotations", """
@@ -41,9 +57,16 @@ SECTIONS = {
         SELECT lower(split_part(trim(instruction), ' ', 1)) AS verb, count(*) AS instructions
         FROM proposal_spans JOIN proposals USING (proposal_id)
         WHERE is_current AND trim(instruction) <> '' GROUP BY verb ORDER BY instructions DESC, verb LIMIT 10"""),
+    # The object an instruction names: the one or two words after its first "the", less a trailing preposition.
+    "objects": ("proposal_spans", """
+        SELECT regexp_replace(regexp_extract(lower(instruction), '\\bthe ([a-z]+(?: [a-z]+)?)', 1),
+                              ' (with|from|to|on|onto|in|into|and|at|of|by|next)$', '') AS object,
+               count(*) AS instructions
+        FROM proposal_spans JOIN proposals USING (proposal_id)
+        WHERE is_current AND object <> '' GROUP BY object ORDER BY instructions DESC, object LIMIT 10"""),
 }
-NEEDS = {"edits": {"annotation_spans", "annotations", "review_tasks", "proposal_spans"},
-         "verbs": {"proposal_spans", "proposals"}}
+NEEDS = {"joint_ranges": {"episodes", "joint_limits"}, "edits": {"annotation_spans", "annotations", "review_tasks", "proposal_spans"},
+         "verbs": {"proposal_spans", "proposals"}, "objects": {"proposal_spans", "proposals"}}
 CURRENT_SPANS = "annotation_spans s JOIN annotations a USING (annotation_id, version) WHERE a.is_current"
 # The annotation funnel, stage by stage: (column, SQL, views it needs); a stage not reached yet counts 0.
 FUNNEL = [
@@ -60,7 +83,7 @@ FUNNEL = [
 
 
 def views_of(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
 
 
 def funnel(con: duckdb.DuckDBPyConnection) -> pa.Table:

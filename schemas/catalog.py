@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-CATALOG_VERSION = "1.0"
+CATALOG_VERSION = "1.1"  # 1.1: episodes.recorded_at
 
 CAMERA = pa.struct(
     [
@@ -32,6 +32,9 @@ EPISODES = pa.schema(
         ("content_hash", pa.string()),
         ("adapter_version", pa.string()),
         ("task_name", pa.string()),
+        # When the recording started: the source's own clock where it has one (AgiBot timestamps), else the
+        # recording file's modification time. Null when neither is known.
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
         ("fps", pa.float64()),
         ("num_frames", pa.int32()),
         ("duration_s", pa.float64()),

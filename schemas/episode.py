@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -68,6 +69,7 @@ class Episode:
     content_hash: str
     adapter_version: str
     task_name: str | None = None
+    recorded_at: datetime | None = None  # timezone-aware start of the recording, see schemas.catalog.EPISODES
     segments: list[SourceSegment] = field(default_factory=list)
 
     @property

@@ -59,6 +59,8 @@ class RobotConfig(BaseModel):
     # Named joint groups (LingBot-VLA style), e.g. arm.position -> state indices; exported as
     # observation.state.<group> / action.<group> slices and used as the keys of the norm stats.
     joint_groups: dict[str, list[int]]
+    # State name -> [lower, upper] in the state's units: `vla-data stats` counts samples outside them.
+    joint_limits: dict[str, tuple[float, float]] = {}
     segmentation: Segmentation = Segmentation()
 
     @model_validator(mode="after")
@@ -71,6 +73,11 @@ class RobotConfig(BaseModel):
         used += [i for idx in self.joint_groups.values() for i in idx]
         if any(not 0 <= i < dim for i in used):
             raise ValueError(f"{self.name}: joint index out of range for {dim} state names")
+        unknown = sorted(set(self.joint_limits) - set(self.state_names))
+        if unknown:
+            raise ValueError(f"{self.name}: joint_limits name joints that are not state names: {unknown}")
+        if any(lo >= hi for lo, hi in self.joint_limits.values()):
+            raise ValueError(f"{self.name}: every joint limit needs lower < upper")
         if len(self.action_names) != dim:
             raise ValueError(f"{self.name}: joint groups need state and action in the same order and size")
         return self

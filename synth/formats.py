@@ -6,6 +6,7 @@ Ground truth goes to <out>/ground_truth/<source key with '/' as '__'>.json; the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,13 @@ FPS = {"aloha": 50, "agibot": 30}
 DOF = {"aloha": 6, "agibot": 7}
 JOINT_NOISE, GRIPPER_NOISE = 0.0008, 0.002
 AGIBOT_TASK_BASE, AGIBOT_EPISODE_BASE = 327, 648642
+FIRST_DAY = 1_720_000_000  # epoch seconds (2024-07-03): generated recordings spread over the 3 days from here
+
+
+def recording_start(index: int) -> int:
+    """Epoch seconds at which generated episode `index` was recorded: one of three days, so reports per day
+    have something to show."""
+    return FIRST_DAY + (index % 3) * 86_400 + index * 600
 
 
 def truth_path(out: Path, source_key: str) -> Path:
@@ -101,6 +109,7 @@ def write_aloha(out: Path, index: int, scene: Scene, size: tuple[int, int], rng,
         else:
             for cam, imgs in frames.items():
                 img.create_dataset(cam, data=np.stack(imgs), chunks=(1, size[1], size[0], 3))
+    os.utime(path, (recording_start(index),) * 2)  # the format keeps no clock: ingest takes the file's mtime
     write_truth(out, key, "aloha", scene)
     return key
 
@@ -126,7 +135,7 @@ def write_agibot(out: Path, index: int, scene: Scene, size: tuple[int, int], rng
     q, o = _noisy_joints(scene, rng)
     joints = q.reshape(N, -1)
     effector_mm = 34.0 + 86.0 * o
-    t0 = 1_720_000_000_000_000_000 + int(rng.integers(0, 10**12))
+    t0 = recording_start(index) * 10**9 + int(rng.integers(0, 10**12))
     stamps = t0 + np.round(np.arange(N) * 1e9 / FPS["agibot"] + rng.normal(0, 1e6, N)).astype(np.int64)
     tips = np.array([[forward(a, scene.joints[t, i])["tip"] for i, a in enumerate(ARMS)] for t in range(N)])
     end_pos = np.concatenate([tips, np.full((N, 2, 1), 0.9)], axis=2)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
@@ -138,3 +139,62 @@ def test_stats_report_matches_the_catalog(ingested):
     assert report["funnel"] == [{"recordings": len({c["episode_id"] for c in clips}), "proposed": 0,
                                  "proposed_by_vlm": 0, "queued": 0, "reviewed": 0, "accepted_spans": 0,
                                  "unusable_spans": 0}]
+
+
+def test_stats_report_days_and_joint_ranges_match_numpy(samples, ingested):
+    """Hours per day from each recording's own start (AgiBot clock, ALOHA file time) and per-joint ranges
+    against the robot configs' limits, recomputed with numpy from the frame files."""
+    from pipeline.catalog import connect
+    from pipeline.stats_report import report
+    from schemas.robot import load_robot
+
+    sections = report(connect(ingested.out))
+    episodes = pq.read_table(ingested.out / "catalog" / "episodes.parquet").to_pylist()
+    want = {}
+    for e in episodes:
+        assert e["recorded_at"] is not None
+        w = want.setdefault((e["robot"], e["recorded_at"].date()), [0, 0.0])
+        w[0], w[1] = w[0] + 1, w[1] + e["duration_s"] / 3600
+    got = {(r["robot"], r["day"]): [r["episodes"], r["hours"]] for r in sections["hours_per_day"].to_pylist()}
+    assert got.keys() == want.keys() and len({day for _, day in want}) == 3  # synth spreads over three days
+    assert all(got[k][0] == n and abs(got[k][1] - h) < 1e-12 for k, (n, h) in want.items())
+    aloha = next(e for e in episodes if e["robot"] == "aloha")
+    file_time = os.path.getmtime(aloha["source_uri"])
+    assert abs(aloha["recorded_at"].timestamp() - file_time) < 1e-3
+
+    rows = {(r["robot"], r["joint"]): r for r in sections["joint_ranges"].to_pylist()}
+    for robot in {e["robot"] for e in episodes}:
+        cfg = load_robot(robot)
+        state = np.concatenate([np.stack(pq.read_table(e["frames_uri"], columns=["observation.state"])
+                                         .column(0).to_numpy(zero_copy_only=False))
+                                for e in episodes if e["robot"] == robot])
+        for j, name in enumerate(cfg.state_names):
+            r, v = rows[(robot, name)], state[:, j].astype(np.float64)
+            lo, hi = cfg.joint_limits[name]
+            assert r["samples"] == len(v) and r["min"] == v.min() and r["max"] == v.max()
+            # DuckDB interpolates float32 samples in float32
+            assert np.isclose(r["p50"], np.median(v), rtol=1e-6) and np.isclose(r["p99"], np.quantile(v, 0.99), rtol=1e-6)
+            assert (r["lower_limit"], r["upper_limit"]) == (lo, hi)
+            assert r["out_of_range"] == int(((v < lo) | (v > hi)).sum())
+
+
+def test_joint_range_check_counts_samples_outside_the_limits(ingested, tmp_path):
+    """A recording pushed past its elbow limit shows up as exactly that many out-of-range samples."""
+    from pipeline.catalog import connect
+    from pipeline.stats_report import report
+    from schemas.robot import load_robot
+
+    root = tmp_path / "out"
+    shutil.copytree(ingested.out, root, ignore=shutil.ignore_patterns("*.mp4"))
+    episodes = pq.read_table(root / "catalog" / "episodes.parquet").to_pylist()
+    e = next(e for e in episodes if e["robot"] == "aloha")
+    frames_path = root / "episodes" / e["episode_id"] / "frames.parquet"
+    frames = pq.read_table(frames_path)
+    state = np.stack(frames.column("observation.state").to_numpy(zero_copy_only=False)).copy()
+    joint = load_robot("aloha").state_names.index("left_elbow")
+    state[:7, joint] = 4.0  # past the 3.1416 rad limit
+    column = pa.FixedSizeListArray.from_arrays(pa.array(state.ravel()), state.shape[1])
+    pq.write_table(frames.set_column(frames.schema.get_field_index("observation.state"),
+                                     frames.schema.field("observation.state"), column), frames_path)
+    rows = {(r["robot"], r["joint"]): r["out_of_range"] for r in report(connect(root))["joint_ranges"].to_pylist()}
+    assert rows[("aloha", "left_elbow")] == 7 and sum(rows.values()) == 7

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -65,8 +66,9 @@ def _stack(f: h5py.File, names: tuple[str, ...]) -> np.ndarray:
 def read(ref: SourceRef, robot: RobotConfig) -> Episode:
     root = Path(ref.root)
     task_id, episode_id = ref.key.split("/")
+    proprio = root / "proprio_stats" / ref.key / "proprio_stats.h5"
     try:
-        with h5py.File(root / "proprio_stats" / ref.key / "proprio_stats.h5", "r") as f:
+        with h5py.File(proprio, "r") as f:
             if "timestamp" not in f:
                 raise QuarantineError("missing_dataset", "no timestamp in proprio_stats.h5")
             stamps = np.asarray(f["timestamp"][()], np.int64)
@@ -91,4 +93,5 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
         state=state, action=action, state_names=robot.state_names, action_names=robot.action_names,
         cameras=cameras, content_hash=common.content_hash(ref), adapter_version=VERSION,
         task_name=info.get("task_name"), segments=segments,
+        recorded_at=datetime.fromtimestamp(stamps[0] / 1e9, UTC) if len(stamps) else common.file_time(proprio),
     )

@@ -66,4 +66,5 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
         source=ref, robot=robot.name, fps=robot.fps, timestamps=np.arange(n) / robot.fps, state=qpos,
         action=action, state_names=robot.state_names, action_names=robot.action_names, cameras=cameras,
         content_hash=common.content_hash(ref), adapter_version=VERSION, task_name=path.parent.name,
+        recorded_at=common.file_time(path),
     )

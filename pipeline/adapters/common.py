@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from schemas.episode import SourceRef
@@ -29,3 +30,8 @@ def content_hash(ref: SourceRef) -> str:
                 while chunk := fh.read(1 << 20):
                     h.update(chunk)
     return h.hexdigest()
+
+
+def file_time(path: Path) -> datetime:
+    """A recording's start when its format keeps no clock: the file's modification time, in UTC."""
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
