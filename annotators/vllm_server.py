@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from jobs.runtime import ServiceProcess, start_service
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -41,25 +42,20 @@ def build_tiny_model(out: Path) -> Path:
 
 @dataclass
 class VllmServer:
-    process: subprocess.Popen
+    service: ServiceProcess
     port: int
     model: str  # the served model name
-    log_path: Path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def process(self) -> subprocess.Popen:
+        return self.service.process
+
     def stop(self, timeout: float = 60) -> None:
-        """SIGTERM to the server's process group, SIGKILL after `timeout`."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self.service.stop(timeout)
 
 
 def _healthy(port: int) -> bool:
@@ -95,17 +91,8 @@ def start_server(model_dir: Path, port: int, log_path: Path, served_name: str = 
            # xgrammar with compact JSON: a random model cannot pad an answer with whitespace
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
            "--generation-config", "vllm"]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    server = VllmServer(proc, port, served_name, log_path)
-    deadline, t0 = time.monotonic() + timeout, time.monotonic()
-    while not _healthy(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"vllm serve did not become healthy (exit code {proc.returncode}); "
-                               f"log {log_path}:\n{tail}")
-        time.sleep(2)
-    log.info("vLLM server up at %s in %.0f s (pid %d)", server.url, time.monotonic() - t0, proc.pid)
+    t0 = time.monotonic()
+    server = VllmServer(start_service(cmd, log_path, lambda: _healthy(port), "vllm serve", env, timeout),
+                        port, served_name)
+    log.info("vLLM server up at %s in %.0f s (pid %d)", server.url, time.monotonic() - t0, server.process.pid)
     return server

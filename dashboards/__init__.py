@@ -1,1 +1,1 @@
-"""Web dashboard over the catalog and shards. Filled by issue 7."""
+"""The web dashboard over the catalog (`vla-data dashboard`, dashboards/app.py)."""

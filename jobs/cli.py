@@ -61,8 +61,8 @@ def synth(
 
 @app.command()
 def ingest(
-    input: Path = typer.Argument(..., help="folder with raw recordings (any supported format, mixed is fine)"),
-    out: Path = typer.Argument(..., help="output folder: catalog/, episodes/, _manifests/"),
+    input: str = typer.Argument(..., help="folder or s3:// prefix with raw recordings (any supported format, mixed is fine)"),
+    out: str = typer.Argument(..., help="output folder or s3:// prefix: catalog/, episodes/, _manifests/"),
     format: list[str] = typer.Option(None, "--format", help="only these source formats"),
     robot: str = typer.Option(None, "--robot", help="robot config name or path (default: the format's own)"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)"),
@@ -93,12 +93,14 @@ def ingest(
         console.print(q)
     else:
         console.print("Quarantined: none")
-    console.print(f"Catalog: {r.out / 'catalog'}  (query it: vla-data sql {r.out} \"SELECT * FROM episodes\")")
+    from pipeline import storage
+
+    console.print(f"Catalog: {storage.join(r.out, 'catalog')}  (query it: vla-data sql {r.out} \"SELECT * FROM episodes\")")
 
 
 @app.command()
 def sql(
-    root: Path = typer.Argument(..., help="an ingest output folder"),
+    root: str = typer.Argument(..., help="an ingest output folder or s3:// prefix"),
     query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames, "
                                           "proposals, proposal_spans, review_tasks, annotations, annotation_spans"),
     datasets: Path = typer.Option(None, "--datasets", help="also views over the LeRobot datasets under this folder: "
@@ -146,13 +148,11 @@ def sql(
 
 @stats_app.command("report")
 def stats_report(
-    root: Path = typer.Argument(..., help="an ingest output folder"),
+    root: str = typer.Argument(..., help="an ingest output folder or s3:// prefix"),
     format: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
     """The standard report: recordings per robot and task, clip lengths, quarantine, the annotation funnel,
     annotators, VLM-vs-human edits, frequent instruction verbs."""
-    import json
-
     from pipeline.catalog import connect
     from pipeline.stats_report import report
 
@@ -161,16 +161,83 @@ def stats_report(
     except FileNotFoundError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
+    _print_sections(sections, format)
+
+
+def _table_or_json(format: str) -> str:
+    if format not in ("table", "json"):
+        raise typer.BadParameter(f"expected table or json, got {format!r}")
+    return format
+
+
+@stats_app.command("frames")
+def stats_frames(
+    datasets: Path = typer.Argument(..., help="LeRobot datasets: an export folder (DATASETS/<robot>/) or one dataset"),
+    scheduler: str = typer.Option(None, "--scheduler", help="a Dask scheduler (tcp://HOST:8786), or Ray: ray (the "
+                                                            "running one, RAY_ADDRESS or a local one) or ray://HEAD:10001; "
+                                                            "default: a local Dask cluster of 2 workers"),
+    bins: int = typer.Option(20, "--bins", min=1, help="histogram bins per joint"),
+    max_lag: int = typer.Option(10, "--max-lag", min=1, help="largest action-vs-state lag tried, in frames"),
+    format: str = typer.Option("table", "--format", help="table | json", callback=_table_or_json),
+) -> None:
+    """Checks over every frame of the shards, with Dask: per-joint state histograms, joint-limit violations, the
+    action-vs-state lag, frame rate and gaps."""
+    from pipeline.frame_stats import frame_stats
+
+    try:
+        sections = frame_stats(datasets, scheduler, bins=bins, max_lag=max_lag)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    _print_sections(sections, format)
+
+
+SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list) and v and all(isinstance(x, int) for x in v):  # counts (histogram bins, lag votes)
+        top = max(v) or 1
+        return "".join(SPARK[-(-8 * x // top)] for x in v)
+    return str(v)
+
+
+def _print_sections(sections: dict, format: str) -> None:
+    """Report sections (name -> pyarrow table) as JSON, or else as one table each, counts drawn as sparklines."""
+    import json
+
+    import pyarrow as pa
+
     if format == "json":
         typer.echo(json.dumps({k: t.to_pylist() for k, t in sections.items()}, default=str))
         return
     for name, t in sections.items():
         table = Table(title=name.replace("_", " "))
         for col in t.column_names:
-            table.add_column(col, justify="left" if t.schema.field(col).type == "string" else "right")
+            kind = t.schema.field(col).type
+            table.add_column(col, justify="left" if kind == "string" or pa.types.is_list(kind) else "right")
         for row in t.to_pylist():
-            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+            table.add_row(*(_cell(v) for v in row.values()))
         console.print(table)
+
+
+@app.command()
+def dashboard(
+    root: Path = typer.Argument(..., help="an ingest output folder"),
+    port: int = typer.Option(8050, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind; 0.0.0.0 exposes it to the network"),
+    datasets: Path = typer.Option(None, "--datasets", help="also attach the LeRobot datasets under this folder"),
+) -> None:
+    """Web dashboard: the stats report as charts (overview, quality, annotation) and a clip browser; Ctrl-C stops it."""
+    from dashboards.app import serve
+
+    try:
+        serve(root, host, port, datasets)
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -232,8 +299,8 @@ def annotate(
 
 @app.command()
 def export(
-    catalog: Path = typer.Argument(..., help="an ingest output folder"),
-    out: Path = typer.Argument(..., help="where the datasets go: OUT/<robot>/"),
+    catalog: str = typer.Argument(..., help="an ingest output folder or s3:// prefix"),
+    out: str = typer.Argument(..., help="where the datasets go (folder or s3:// prefix): OUT/<robot>/"),
     robot: str = typer.Option(None, "--robot", help="only this robot (default: every robot in the catalog)"),
     episode_unit: str = typer.Option("clip", "--episode-unit", help="clip | recording"),
     codec: str = typer.Option("av1", "--codec", help="av1 | h264"),
@@ -368,6 +435,24 @@ def eval_(
         raise typer.Exit(2) from None
     groups = ", ".join(f"{k} {v:.4f}" for k, v in r["mse"].items())
     console.print(f"{r['frames']} frames: MSE {r['mse_all']:.4f} ({groups})")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    job: str = typer.Argument(..., help="any vla-data command: ingest, export, annotate, norm-stats, ..."),
+    address: str = typer.Option(..., "--address", envvar="RAY_ADDRESS",
+                                help="the cluster's Jobs API, e.g. http://HEAD:8265"),
+    install: bool = typer.Option(False, "--install", help="also install the pinned dependencies on the cluster "
+                                                          "(nodes set up by ray_cluster.yaml already have them)"),
+) -> None:
+    """Run `vla-data JOB ARGS...` on a Ray cluster through the Jobs API, streaming its logs; exits with the job's
+    status. Without `submit`, the same command runs embedded. Give paths the cluster can reach (s3://...)."""
+    from jobs.submit import submit as submit_job
+
+    if job not in {c.name or c.callback.__name__ for c in app.registered_commands} | {"stats", "review"}:
+        raise typer.BadParameter(f"unknown vla-data command {job!r}")
+    raise typer.Exit(submit_job([job, *ctx.args], address, install))
 
 
 def _csv(rel) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from jobs.runtime import as_completed, init_ray
+from pipeline import storage
 from pipeline.export_plan import DEFAULT_TEMPLATE, LABEL_SOURCES, batches, plan_export
 from pipeline.export_video import encode_camera
 from pipeline.lerobot_v21 import V21, to_v21
@@ -36,7 +38,7 @@ LINGBOT_CAMERAS = {"top": "camera_top", "left_wrist": "camera_wrist_left", "righ
 @dataclass
 class ExportReport:
     robot: str
-    path: Path
+    path: Path | str  # a local folder, or an s3:// URI
     episodes: int
     frames: int
     tasks: int
@@ -83,7 +85,20 @@ def _video_shape(sources, camera: str, size: tuple[int, int] | None) -> tuple[in
     return shapes.pop()
 
 
-def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: str, size: tuple[int, int] | None,
+def encode_to(sources, camera: str, stem: str, *args) -> tuple[list[str], list]:
+    """encode_camera into `stem`, a local path or an s3:// prefix. Remote parts are encoded node-locally and
+    uploaded, so the driver can collect them from any node."""
+    if not storage.is_remote(stem):
+        return encode_camera(sources, camera, stem, *args)
+    with tempfile.TemporaryDirectory(prefix="vla-export-") as tmp:
+        files, placed = encode_camera(sources, camera, f"{tmp}/part", *args)
+        uris = [f"{stem}{Path(f).name.removeprefix('part')}" for f in files]
+        for f, uri in zip(files, uris):
+            storage.write_bytes(uri, Path(f).read_bytes())
+    return uris, placed
+
+
+def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, codec: str, size: tuple[int, int] | None,
                  template: str, batch_frames: int, video_mb: float, data_mb: float, progress: bool,
                  fmt: str = lr.CODEBASE_VERSION) -> ExportReport | None:
     robot = load_robot(robot_name)
@@ -95,7 +110,11 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
     fps = int(round(sources[0].fps))
     if any(abs(s.fps - fps) > 1e-9 for s in sources):
         raise ValueError(f"{robot_name}: LeRobot needs one integer fps, the catalog has {sorted({s.fps for s in sources})}")
-    final, staging = out / robot_name, out / f".{robot_name}.staging"
+    final = storage.join(out, robot_name)
+    # A remote output is assembled in a local folder; video parts meet there through a remote staging prefix.
+    local = Path(tempfile.mkdtemp(prefix="vla-export-")) if storage.is_remote(out) else Path(out)
+    staging = local / f".{robot_name}.staging"
+    parts = storage.join(out, f".{robot_name}.staging", "tmp") if storage.is_remote(out) else str(staging / "tmp")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "tmp").mkdir(parents=True)
     cams = {c.name: c.role for c in robot.cameras}
@@ -103,9 +122,9 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
 
     groups = batches(sources, batch_frames)
     init_ray()
-    task = ray.remote(num_cpus=1)(encode_camera)
+    task = ray.remote(num_cpus=1)(encode_to)
     max_bytes = 0 if fmt == V21 else int(video_mb * 2**20)  # v2.1: every episode starts its own file
-    futures = {(cam, b): task.remote(batch, cam, str(staging / "tmp" / f"{cam}-b{b:04d}"), fps, lr.CODECS[codec],
+    futures = {(cam, b): task.remote(batch, cam, f"{parts}/{cam}-b{b:04d}", fps, lr.CODECS[codec],
                                      size, GOP, CRF, max_bytes)
                for cam in cams for b, batch in enumerate(groups)}
 
@@ -153,6 +172,7 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
             row["stats"][key] = col.pop("stats")
             row.update(col)
     shutil.rmtree(staging / "tmp")
+    storage.delete(parts)
 
     feature_keys = [k for k in features if k in rows_meta[0]["stats"]]
     stats_json = {k: aggregate([r["stats"][k] for r in rows_meta],
@@ -190,9 +210,12 @@ def export_robot(catalog: Path, out: Path, robot_name: str, unit: str, codec: st
             raise RuntimeError(f"export of {robot_name} failed validation, nothing published:\n- " + "\n- ".join(problems))
         to_v21(staging)
     publish(staging, final, f"export of {robot_name}")
-    return ExportReport(robot_name, final, len(exports), index, len(tasks), placeholders,
-                        sum(1 for _ in (final / "videos").rglob("*.mp4")), sum(1 for _ in (final / "data").rglob("*.parquet")),
-                        by_source, unusable)
+    if storage.is_remote(out):
+        shutil.rmtree(local)
+    files = storage.list_files(final)
+    return ExportReport(robot_name, final if storage.is_remote(final) else Path(final), len(exports), index,
+                        len(tasks), placeholders, sum(f.startswith("videos/") and f.endswith(".mp4") for f in files),
+                        sum(f.startswith("data/") and f.endswith(".parquet") for f in files), by_source, unusable)
 
 
 def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, unit: str = "clip",
@@ -200,18 +223,17 @@ def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, u
                batch_frames: int = 20_000, video_mb: float = lr.VIDEO_FILES_SIZE_IN_MB,
                data_mb: float = lr.DATA_FILES_SIZE_IN_MB, progress: bool = True,
                fmt: str = lr.CODEBASE_VERSION) -> list[ExportReport]:
-    catalog, out = Path(catalog), Path(out)
+    catalog, out = storage.absolute(catalog), storage.absolute(out)
     if codec not in lr.CODECS:
         raise ValueError(f"codec must be one of {sorted(lr.CODECS)}, got {codec!r}")
     if fmt not in (lr.CODEBASE_VERSION, V21):
         raise ValueError(f"format must be {lr.CODEBASE_VERSION} or {V21}, got {fmt!r}")
-    episodes = pq.read_table(catalog / "catalog" / "episodes.parquet", columns=["robot"])
+    episodes = pq.read_table(storage.join(catalog, "catalog", "episodes.parquet"), columns=["robot"])
     robots = sorted(set(episodes["robot"].to_pylist()))
     if robot:
         if robot not in robots:
             raise ValueError(f"robot {robot!r} is not in the catalog (it has {robots})")
         robots = [robot]
-    out.mkdir(parents=True, exist_ok=True)
     reports = [export_robot(catalog, out, r, unit, codec, size, template, batch_frames, video_mb, data_mb, progress, fmt)
                for r in robots]
     return [r for r in reports if r]

@@ -15,7 +15,7 @@ from pathlib import Path
 import ray
 
 from jobs.runtime import as_completed, init_ray
-from pipeline import adapters
+from pipeline import adapters, storage
 from pipeline.catalog import build_catalog, connect, read_manifests
 from pipeline.ingest import config_hash, episode_id, ingest_episode
 from schemas.catalog import CATALOG_VERSION
@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestResult:
-    out: Path
+    out: Path | str  # a local folder, or an s3:// URI
     discovered: int
     processed: int
     skipped: int
     per_robot: list[dict] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)
-    catalog: dict[str, Path] = field(default_factory=dict)
+    catalog: dict[str, str] = field(default_factory=dict)
 
 
 def _robots(formats: set[str], robot: str | None, ignore_labels: bool) -> dict[str, RobotConfig]:
@@ -47,7 +47,7 @@ def _robots(formats: set[str], robot: str | None, ignore_labels: bool) -> dict[s
     return robots
 
 
-def summarize(out: Path) -> tuple[list[dict], list[dict]]:
+def summarize(out: str) -> tuple[list[dict], list[dict]]:
     con = connect(out)
     per_robot = con.execute("""
         SELECT robot, count(*) AS episodes, sum(duration_s) / 3600 AS hours, sum(num_clips) AS clips,
@@ -63,8 +63,9 @@ def summarize(out: Path) -> tuple[list[dict], list[dict]]:
 def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None = None, robot: str | None = None,
                address: str | None = None, progress: bool = True, ignore_labels: bool = False) -> IngestResult:
     """Ingests every recording under input_dir that is new or changed (files or robot config) since the
-    last run into out; `ignore_labels` cuts clips from robot signals even where the source has labels."""
-    input_dir, out = Path(input_dir), Path(out)
+    last run into out; `ignore_labels` cuts clips from robot signals even where the source has labels.
+    Both locations may be local folders or s3:// prefixes."""
+    input_dir, out = storage.absolute(input_dir), storage.absolute(out)
     refs = adapters.discover(input_dir, formats)
     robots = _robots({r.source_format for r in refs}, robot, ignore_labels)
     refs = [r for r in refs if r.source_format in robots]
@@ -73,7 +74,7 @@ def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None
     for ref in refs:
         cfg = robots[ref.source_format]
         m = done.get(episode_id(cfg.name, ref))
-        if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == adapters.fingerprint(ref)
+        if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == ref.fingerprint
                 and m.get("robot_config") == config_hash(cfg)):
             todo.append(ref)
     log.info("%d recordings found under %s, %d already ingested, %d to do", len(refs), input_dir,
@@ -81,13 +82,14 @@ def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None
     if todo:
         init_ray(address)
         task = ray.remote(num_cpus=1, max_retries=1)(ingest_episode)
-        pending = [task.remote(ref, robots[ref.source_format], str(out.resolve())) for ref in todo]
+        pending = [task.remote(ref, robots[ref.source_format], out) for ref in todo]
         for _, m in as_completed(pending, "ingest", "episode", progress):
             if m["status"] != "ok":
                 log.warning("quarantined %s: %s", m["quarantine"]["source_key"], m["reason"])
     catalog = build_catalog(out)
     per_robot, quarantined = summarize(out)
-    return IngestResult(out, len(refs), len(todo), len(refs) - len(todo), per_robot, quarantined, catalog)
+    location = out if storage.is_remote(out) else Path(out)
+    return IngestResult(location, len(refs), len(todo), len(refs) - len(todo), per_robot, quarantined, catalog)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                  row["hours"], row["clips"], row["static_s"])
     for q in r.quarantined:
         log.info("quarantined %s: %s", q["source_key"], q["reason"])
-    log.info("catalog: %s", r.out / "catalog")
+    log.info("catalog: %s", storage.join(r.out, "catalog"))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
-"""Plumbing shared by the jobs: joining or starting Ray, collecting task results with a progress bar, and
-finding a free local port for the services they start."""
+"""Plumbing shared by the jobs: joining or starting Ray, collecting task results with a progress bar, finding a
+free local port, and running a local server process (vLLM, S3, Ray nodes in tests) that is stopped by its PID."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from tqdm import tqdm
@@ -37,3 +42,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    """A server running in its own process group (so that stopping it reaches every child it spawned)."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to the process group, SIGKILL after `timeout`."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_service(cmd: list[str], log_path: Path, ready: Callable[[], bool], what: str,
+                  env: dict[str, str] | None = None, timeout: float = 120) -> ServiceProcess:
+    """Starts `cmd` in a new process group with its output in log_path and waits until `ready()`. If it exits
+    or times out first, stops it and raises with the end of its log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    service, deadline = ServiceProcess(proc, log_path), time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            service.stop()
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{what} did not become ready (exit code {proc.returncode}); log {log_path}:\n{tail}")
+        time.sleep(0.5)
+    return service

@@ -4,13 +4,14 @@ each published atomically, and a DuckDB connection with a view per table."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+from pipeline import storage
 
 from schemas.catalog import SORT_KEYS, TABLES, with_version
 from schemas.robot import ROBOT_CONFIG_DIR, load_robot
@@ -19,30 +20,27 @@ MANIFEST_DIR = "_manifests"
 CATALOG_DIR = "catalog"
 
 
-def manifest_path(out: Path, episode_id: str) -> Path:
-    return out / MANIFEST_DIR / f"{episode_id}.json"
+def manifest_path(out: str | Path, episode_id: str) -> str:
+    return storage.join(out, MANIFEST_DIR, f"{episode_id}.json")
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, sort_keys=True)
-    os.replace(tmp, path)
+def write_json_atomic(path: str | Path, obj: dict) -> None:
+    storage.write_bytes(path, json.dumps(obj, sort_keys=True).encode())
 
 
-def read_manifests(out: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((out / MANIFEST_DIR).glob("*.json"))}
+def read_manifests(out: str | Path) -> dict[str, dict]:
+    folder = storage.join(out, MANIFEST_DIR)
+    names = sorted(f for f in storage.list_files(folder) if f.endswith(".json") and "/" not in f)
+    return {f.removesuffix(".json"): json.loads(storage.read_bytes(storage.join(folder, f))) for f in names}
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def write_table_atomic(table: pa.Table, path: str | Path) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    storage.write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def build_catalog(out: Path) -> dict[str, Path]:
+def build_catalog(out: str | Path) -> dict[str, str]:
     """Rebuilds every catalog table from the manifests, sorted, so the same inputs give identical tables."""
     rows = {name: [] for name in TABLES}
     for m in read_manifests(out).values():
@@ -55,15 +53,15 @@ def build_catalog(out: Path) -> dict[str, Path]:
     return publish_tables(out, rows, {name: with_version(schema) for name, schema in TABLES.items()}, SORT_KEYS)
 
 
-def publish_tables(out: Path, rows: dict[str, list[dict]], schemas: dict[str, pa.Schema],
-                   sort_keys: dict[str, list[str]]) -> dict[str, Path]:
+def publish_tables(out: str | Path, rows: dict[str, list[dict]], schemas: dict[str, pa.Schema],
+                   sort_keys: dict[str, list[str]]) -> dict[str, str]:
     """Writes each table to OUT/catalog/<name>.parquet, sorted so that the same rows give identical files."""
     paths = {}
     for name, schema in schemas.items():
         table = pa.Table.from_pylist(rows[name], schema=schema)
         if table.num_rows:
             table = table.sort_by([(k, "ascending") for k in sort_keys[name]])
-        paths[name] = out / CATALOG_DIR / f"{name}.parquet"
+        paths[name] = storage.join(out, CATALOG_DIR, f"{name}.parquet")
         write_table_atomic(table, paths[name])
     return paths
 
@@ -83,15 +81,30 @@ def joint_limits() -> pa.Table:
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
     """DuckDB with a view per catalog table, `frames` over every episode's frame table and a `joint_limits`
     table from the robot configs."""
-    root = Path(root)
-    if not (root / CATALOG_DIR).is_dir():
+    root = storage.absolute(root)
+    tables = sorted(f for f in storage.list_files(storage.join(root, CATALOG_DIR)) if f.endswith(".parquet"))
+    if not tables:
         raise FileNotFoundError(f"{root} has no catalog/ folder: run `vla-data ingest` into it first")
+    frames = sorted(f for f in storage.list_files(storage.join(root, "episodes")) if f.endswith("/frames.parquet"))
     con = duckdb.connect()
     limits = joint_limits()  # noqa: F841  read by name in the next statement
     con.execute("CREATE TABLE joint_limits AS SELECT * FROM limits")
-    for p in sorted((root / CATALOG_DIR).glob("*.parquet")):
-        con.execute(f"CREATE VIEW {p.stem} AS SELECT * FROM read_parquet('{p}')")
-    if any((root / "episodes").glob("*/frames.parquet")):
+    if storage.is_remote(root):  # DuckDB's S3 reader is an extension it would download: scan through pyarrow
+        fs, path = storage.resolve(root)
+        for f in tables:
+            con.register(f"_{f[:-8]}", pads.dataset(f"{path}/{CATALOG_DIR}/{f}", filesystem=fs))
+            con.execute(f"CREATE VIEW {f[:-8]} AS SELECT * FROM _{f[:-8]}")
+        if frames:  # robots differ in joint count: read the fixed-size vectors as plain lists
+            files = [f"{path}/episodes/{f}" for f in frames]
+            schema = pq.read_schema(files[0], filesystem=fs)
+            schema = pa.schema([pa.field(f.name, pa.list_(f.type.value_type)) if pa.types.is_fixed_size_list(f.type)
+                                else f for f in schema])
+            con.register("_frames", pads.dataset(files, schema=schema, filesystem=fs))
+            con.execute("CREATE VIEW frames AS SELECT * FROM _frames")
+        return con
+    for f in tables:
+        con.execute(f"CREATE VIEW {f[:-8]} AS SELECT * FROM read_parquet('{root}/{CATALOG_DIR}/{f}')")
+    if frames:
         con.execute(f"CREATE VIEW frames AS SELECT * FROM read_parquet('{root}/episodes/*/frames.parquet')")
     return con
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.catalog import CATALOG_DIR
 
 PLACEHOLDER_TASK = "unlabeled {robot} recording"
@@ -57,10 +58,10 @@ def _task(ep: dict, robot: str) -> tuple[str, bool]:
     return (name, False) if name else (PLACEHOLDER_TASK.format(robot=robot), True)
 
 
-def _rows(cat: Path, name: str) -> list[dict]:
+def _rows(cat: str, name: str) -> list[dict]:
     """A catalog table as rows; none when the stage that writes it has not run."""
-    path = cat / f"{name}.parquet"
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    path = storage.join(cat, f"{name}.parquet")
+    return pq.read_table(path).to_pylist() if storage.exists(path) else []
 
 
 def _spans_by(rows: list[dict], key: Callable[[dict], object]) -> dict:
@@ -75,8 +76,8 @@ def _span(row: dict, text: str) -> tuple[int, int, str]:
     return row["start_frame"], row["end_frame"], (row[text] or "").strip()
 
 
-def _labels(ep: dict, clips: list[dict], review: tuple | None,
-            proposal: tuple | None) -> tuple[str, str, list[tuple[int, int, str]], int]:
+def pick_labels(ep: dict, clips: list[dict], review: tuple | None,
+                proposal: tuple | None) -> tuple[str, str, list[tuple[int, int, str]], int]:
     """(label source, task ("" = the recording's own), spans [start, end) with subtask texts, spans left out).
     review: (task, spans) of the current review; proposal: (made_by, task, spans) of the current proposal when
     its status is ok."""
@@ -92,12 +93,12 @@ def _labels(ep: dict, clips: list[dict], review: tuple | None,
     return "source_labels" if labeled or (ep["task_name"] or "").strip() else "placeholder", "", source, 0
 
 
-def plan_export(catalog_root: Path, robot: str, unit: str, template: str = DEFAULT_TEMPLATE) -> list[SourceEpisode]:
+def plan_export(catalog_root: str | Path, robot: str, unit: str, template: str = DEFAULT_TEMPLATE) -> list[SourceEpisode]:
     """Export episodes of one robot in catalog order (source_key, then span order), indexed 0..N-1."""
     if unit not in ("clip", "recording"):
         raise ValueError(f"episode unit must be clip or recording, got {unit!r}")
-    cat = Path(catalog_root) / CATALOG_DIR
-    episodes = [e for e in pq.read_table(cat / "episodes.parquet").to_pylist() if e["robot"] == robot]
+    cat = storage.join(catalog_root, CATALOG_DIR)
+    episodes = [e for e in _rows(cat, "episodes") if e["robot"] == robot]
     clips = _spans_by(_rows(cat, "clips"), itemgetter("episode_id"))
     reviewed = _spans_by(_rows(cat, "annotation_spans"), itemgetter("annotation_id", "version"))
     reviews = {a["episode_id"]: (a["task"], reviewed.get((a["annotation_id"], a["version"]), []))
@@ -110,7 +111,7 @@ def plan_export(catalog_root: Path, robot: str, unit: str, template: str = DEFAU
         eid = ep["episode_id"]
         if eid not in clips:
             continue
-        labels, task, spans, unusable = _labels(ep, clips[eid], reviews.get(eid), proposals.get(eid))
+        labels, task, spans, unusable = pick_labels(ep, clips[eid], reviews.get(eid), proposals.get(eid))
         task, placeholder = (task.strip(), False) if task.strip() else _task(ep, robot)
         exports = []
         if unit == "clip":

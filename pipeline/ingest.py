@@ -3,10 +3,13 @@ static removal -> clips -> per-episode files, published atomically with a manife
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -15,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import adapters
-from pipeline.catalog import manifest_path, write_json_atomic
+from pipeline import adapters, storage
+from pipeline.catalog import manifest_path
 from pipeline.motion import VisualMotion
 from pipeline.segment import cut_clips
 from pipeline.static import static_mask, static_spans
@@ -30,9 +33,13 @@ log = logging.getLogger(__name__)
 INGEST_CODEC = "libx264"  # archive encode of frame-based sources; the export re-encodes for training
 
 
+def source_uri(ref: SourceRef) -> str:
+    return storage.join(storage.absolute(ref.root), ref.key)
+
+
 def episode_id(robot: str, ref: SourceRef) -> str:
-    digest = hashlib.sha1(str(Path(ref.root).resolve() / ref.key).encode()).hexdigest()[:12]
-    return f"{robot}-{digest}"
+    """Derived from where the recording lives, so that two input roots with the same layout never collide."""
+    return f"{robot}-{hashlib.sha1(source_uri(ref).encode()).hexdigest()[:12]}"
 
 
 def config_hash(robot: RobotConfig) -> str:
@@ -111,7 +118,7 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
     return {
         "episode": {
             "episode_id": eid, "robot": robot.name, "source_format": ep.source.source_format,
-            "source_key": ep.source.key, "source_uri": str(Path(ep.source.root).resolve() / ep.source.key),
+            "source_key": ep.source.key, "source_uri": source_uri(ep.source),
             "content_hash": ep.content_hash, "adapter_version": ep.adapter_version, "task_name": ep.task_name,
             # epoch microseconds: the manifest is JSON, and pyarrow reads ints as timestamp values
             "recorded_at": round(ep.recorded_at.timestamp() * 1e6) if ep.recorded_at else None,
@@ -129,15 +136,49 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
     }
 
 
+def _localize(ref: SourceRef, dest: Path) -> SourceRef:
+    """A remote recording's files copied to a node-local folder (the adapters read local files)."""
+    for f in ref.files:
+        if storage.exists(storage.join(ref.root, f)):
+            storage.download(storage.join(ref.root, f), dest / f)
+    return dataclasses.replace(ref, root=str(dest))
+
+
+def _rebase(manifest: dict, old: str, new: str) -> None:
+    """Rewrites the file locations a manifest names from one root to another."""
+    def move(uri: str) -> str:
+        return storage.join(new, Path(uri).relative_to(old).as_posix()) if uri.startswith(old + "/") else uri
+    ep = manifest["episode"]
+    ep["frames_uri"] = move(ep["frames_uri"])
+    ep["cameras"] = [{**c, "uri": move(c["uri"])} for c in ep["cameras"]]
+
+
 def ingest_episode(ref: SourceRef, robot: RobotConfig, out: str | Path) -> dict:
     """Processes one recording and writes its manifest (the resume marker). Never raises for bad input:
-    the episode is quarantined with its reason instead."""
-    out = Path(out)
+    the episode is quarantined with its reason instead. Remote (s3://) recordings are read from a node-local
+    copy; a remote output gets the episode's files first and its manifest last."""
     eid = episode_id(robot.name, ref)
-    manifest = {"catalog_version": CATALOG_VERSION, "episode_id": eid, "fingerprint": adapters.fingerprint(ref),
+    with tempfile.TemporaryDirectory(prefix="vla-ingest-") as tmp:
+        local_ref = _localize(ref, Path(tmp) / "source") if storage.is_remote(ref.root) else ref
+        local_out = Path(tmp) / "out" if storage.is_remote(out) else Path(out)
+        manifest = _ingest(ref, local_ref, robot, local_out, eid)
+        if manifest["status"] == "ok":
+            _rebase(manifest, local_ref.root, ref.root)
+        if storage.is_remote(out):
+            storage.delete(storage.join(out, "episodes", eid))
+            if manifest["status"] == "ok":
+                _rebase(manifest, str(local_out), storage.absolute(out))
+                storage.upload_tree(local_out / "episodes" / eid, storage.join(out, "episodes", eid))
+        storage.write_bytes(manifest_path(out, eid), json.dumps(manifest, sort_keys=True).encode())
+    return manifest
+
+
+def _ingest(ref: SourceRef, local_ref: SourceRef, robot: RobotConfig, out: Path, eid: str) -> dict:
+    manifest = {"catalog_version": CATALOG_VERSION, "episode_id": eid, "fingerprint": ref.fingerprint,
                 "robot_config": config_hash(robot)}
     try:
-        manifest |= {"status": "ok", **_process(adapters.read(ref, robot), robot, out, eid)}
+        episode = adapters.read(local_ref, robot)
+        manifest |= {"status": "ok", **_process(dataclasses.replace(episode, source=ref), robot, out, eid)}
     except QuarantineError as e:
         manifest |= {"status": "quarantined", "code": e.code, "reason": e.detail}
     except Exception as e:  # a bug or an unforeseen defect must not stop the batch; it is reported as such
@@ -147,9 +188,7 @@ def ingest_episode(ref: SourceRef, robot: RobotConfig, out: str | Path) -> dict:
         shutil.rmtree(out / "episodes" / eid, ignore_errors=True)  # an earlier good run of a now-broken file
         manifest["quarantine"] = {
             "source_key": ref.key, "source_format": ref.source_format, "robot": robot.name,
-            "source_uri": str(Path(ref.root).resolve() / ref.key), "reason_code": manifest["code"],
-            "reason": manifest["reason"]}
-    write_json_atomic(manifest_path(out, eid), manifest)
+            "source_uri": source_uri(ref), "reason_code": manifest["code"], "reason": manifest["reason"]}
     return manifest
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.export_plan import ExportEpisode, SourceEpisode
 from pipeline.export_video import EpisodeVideo
 from pipeline.lerobot_validate import validate_dataset
@@ -88,7 +89,10 @@ def place_videos(root: Path, key: str, batch_files: list[list[str]], batch_resul
             chunk, file = lr.chunk_file(number)
             dest = root / lr.VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(f, dest)
+            if storage.is_remote(f):  # encoded on another node, handed over through object storage
+                storage.download(f, dest)
+            else:
+                shutil.move(f, dest)
             number += 1
         for r in results:
             chunk, file = lr.chunk_file(first + r.part)
@@ -130,12 +134,24 @@ def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2))
 
 
-def publish(staging: Path, final: Path, what: str) -> None:
+INFO = "meta/info.json"
+
+
+def publish(staging: Path, final: str | Path, what: str) -> None:
     """Validates a finished staging folder, then swaps it into place by rename; on any problem nothing is
-    published and an existing dataset at `final` stays as it was."""
+    published and an existing dataset at `final` stays as it was. Object storage has no rename: there the old
+    dataset is retired by deleting its meta/info.json first (readers then find no dataset rather than a mix),
+    the new files go up, and the new info.json, written last, commits them."""
     problems = validate_dataset(staging)
     if problems:
         raise RuntimeError(f"{what} failed validation, nothing published:\n- " + "\n- ".join(problems))
+    if storage.is_remote(final):
+        storage.delete(storage.join(final, INFO))
+        storage.delete(final)
+        storage.upload_tree(staging, final, skip=(INFO,))
+        storage.write_bytes(storage.join(final, INFO), (staging / INFO).read_bytes())
+        return
+    final = Path(final)
     old = final.parent / f".{final.name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

@@ -15,7 +15,7 @@ SECTIONS = {
         FROM episodes GROUP BY ALL ORDER BY robot, task"""),
     "hours_per_day": ("episodes", """
         SELECT robot, CAST(recorded_at AS DATE) AS day, count(*) AS episodes, sum(duration_s) / 3600 AS hours,
-               sum(active_s) / 3600 AS active_hours
+               sum(active_s) / 3600 AS active_hours, CAST(sum(num_clips) AS BIGINT) AS clips
         FROM episodes GROUP BY ALL ORDER BY robot, day"""),
     "clip_lengths": ("clips", """
         SELECT robot, count(*) AS clips, min(duration_s) AS min_s, quantile_cont(duration_s, 0.1) AS p10_s,
@@ -88,7 +88,7 @@ def views_of(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 def funnel(con: duckdb.DuckDBPyConnection) -> pa.Table:
     views = views_of(con)
-    return pa.Table.from_pylist([{name: con.execute(sql).fetchone()[0] if needs <= views else 0
+    return pa.Table.from_pylist([{name: con.execute(sql).fetchall()[0][0] if needs <= views else 0
                                   for name, sql, needs in FUNNEL}])
 
 

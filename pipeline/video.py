@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from pipeline import storage
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config to stderr otherwise
 
@@ -61,10 +64,21 @@ class Mp4Writer:
         self.close()
 
 
+@contextmanager
+def open_video(path: str | Path) -> Iterator[av.container.InputContainer]:
+    """A video to read, from a local path or an s3:// URI (PyAV reads the object through a seekable file)."""
+    if storage.is_remote(path):
+        with storage.open_input(path) as f, av.open(f) as container:
+            yield container
+    else:
+        with av.open(str(path)) as container:
+            yield container
+
+
 def decode_frames(path: str | Path, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Yields (presentation time in s, RGB uint8 frame) for every frame of the first video stream, or only for
     the frame indices `keep` accepts (the others are decoded but not converted)."""
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_count = 1
         reformatter = av.video.reformatter.VideoReformatter()  # reused: a fresh one per frame is 2x slower
@@ -74,5 +88,5 @@ def decode_frames(path: str | Path, keep: Callable[[int], bool] | None = None) -
 
 
 def codec_of(path: str | Path) -> str:
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         return container.streams.video[0].codec_context.name

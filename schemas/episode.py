@@ -32,6 +32,7 @@ class SourceRef:
     root: str  # the ingest input root
     key: str  # path of the recording relative to root: stable id of the source
     files: tuple[str, ...]  # every file the recording consists of (for hashing and change detection)
+    fingerprint: str = ""  # names, sizes and mtimes of those files at discovery: resume compares it
 
 
 @dataclass

@@ -147,7 +147,7 @@ def test_failed_export_publishes_nothing(exported, tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("encoder died")
 
-    monkeypatch.setattr(jobs.export, "encode_camera", broken)
+    monkeypatch.setattr(jobs.export, "encode_to", broken)  # the Ray task that encodes
     with pytest.raises(Exception, match="encoder died"):
         run_export(catalog, tmp_path, robot="aloha", codec="h264", size=SIZE, progress=False)
     assert not (tmp_path / "aloha").exists()

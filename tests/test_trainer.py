@@ -1,9 +1,13 @@
 """The FSDP2 trainer end to end on CPU: world size 2 through torchrun (gloo) learns, an interrupted run resumed
-from its DCP checkpoint continues exactly, world size 1 runs in-process, and the exported weights evaluate."""
+from its DCP checkpoint continues exactly, world size 1 runs in-process, and the exported weights evaluate;
+TensorBoard gets the metrics rows, W&B fails early when missing, torch.compile and activation checkpointing give
+the same steps, and a Qwen2.5-VL-prefixed policy trains, exports and evaluates."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +21,7 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.export import run_norm_stats
+from scripts.tiny_qwen2_5_vl import build as build_tiny_vlm
 from trainer.config import load_config
 from trainer.distributed import Dist
 from trainer.train import build_data, train
@@ -100,3 +105,62 @@ def test_activation_checkpointing_gives_the_same_steps(datasets, tmp_path):
     recomputed = train(load_config(_config(tmp_path, datasets, "ac", steps=3, num_workers=0,
                                            activation_checkpointing=True)))
     assert [r["loss"] for r in recomputed] == pytest.approx([r["loss"] for r in plain], abs=1e-6)
+
+
+def test_tensorboard_scalars_equal_the_metrics_rows(datasets, tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(tmp_path, datasets, "tb", steps=4, num_workers=0)
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        rows = train(load_config(config))
+    out = load_config(config).output_dir
+    assert any(m.startswith("TensorBoard logs in") for m in caplog.messages)
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == rows
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    keys = [k for k in rows[0] if k != "step"]
+    assert sorted(events.Tags()["scalars"]) == sorted(f"train/{k}" for k in keys)
+    for key in keys:  # TensorBoard keeps float32
+        logged = [(e.step, e.value) for e in events.Scalars(f"train/{key}")]
+        assert logged == [(r["step"], float(np.float32(r[key]))) for r in rows], key
+
+
+def test_wandb_project_without_wandb_fails_before_starting(datasets, tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    config = _config(tmp_path, datasets, "wandb", wandb_project="vla")
+    with pytest.raises(ValueError, match="wandb_project is 'vla' but wandb is not installed"):
+        load_config(config)
+    res = CliRunner().invoke(app, ["train", str(config)])
+    assert res.exit_code == 2 and "wandb is not installed" in res.output, res.output
+    assert not (tmp_path / "wandb").exists()  # nothing started: not even the output folder
+
+
+def test_compile_gives_the_same_steps(datasets, tmp_path):
+    """aot_eager: dynamo captures the blocks and AOT autograd runs their forward and backward graphs; inductor's
+    code generation takes about 100 s on this 2-core CPU."""
+    eager = train(load_config(_config(tmp_path, datasets, "eager", steps=3, num_workers=0)))
+    torch._dynamo.reset()
+    compiled = train(load_config(_config(tmp_path, datasets, "compiled", steps=3, num_workers=0, compile=True,
+                                         compile_backend="aot_eager")))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the blocks really were compiled
+    assert all(np.isfinite(r["loss"]) for r in compiled)
+    assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], abs=1e-5)
+
+
+def test_qwen_prefix_trains_resumes_exports_and_evaluates(datasets, tmp_path):
+    vlm = build_tiny_vlm(tmp_path / "tiny-qwen2_5_vl")
+    model = {"prefix": "qwen2_5_vl", "vlm_path": str(vlm), "image_size": 32, "width": 32, "heads": 4,
+             "max_text_len": 16, "num_steps": 2}
+    config = _config(tmp_path, datasets, "qwen", model=model, steps=3, num_workers=0)
+    rows = train(load_config(config))
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in rows)
+    split = load_config(_config(tmp_path, datasets, "qwen-split", model=model, steps=3, num_workers=0))
+    train(split, stop_at=2)
+    assert train(split, resume=True)[0]["loss"] == pytest.approx(rows[2]["loss"], abs=1e-6)
+    export = load_config(config).output_dir / "export"
+    assert json.loads((export / "config.json").read_text())["policy"]["vlm_path"] == str(vlm)
+    res = CliRunner().invoke(app, ["eval", str(export), datasets[0]["path"], "--norm-stats",
+                                   datasets[0]["norm_stats"], "--episodes", "0", "--every", "10"])
+    assert res.exit_code == 0, res.output
+    assert "MSE" in res.output and "arm.position" in res.output

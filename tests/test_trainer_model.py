@@ -235,3 +235,21 @@ def test_fully_shard_per_block_and_root_matches_plain_model():
                      atol=1e-5, rtol=0)
     finally:
         dist.destroy_process_group()
+
+
+def test_bf16_mixed_precision_runs_close_to_fp32():
+    dist = pytest.importorskip("torch.distributed")
+    from trainer.distributed import shard
+
+    batch = make_batch()
+    plain, mixed = make_model(), make_model()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        shard(mixed, mixed.fsdp_units(), mixed_precision=True)  # bf16 compute, fp32 output
+        reference, _ = plain.loss(batch, torch.Generator().manual_seed(2))
+        loss, _ = mixed.loss(batch, torch.Generator().manual_seed(2))
+        assert loss.dtype == torch.float32 and loss.item() == pytest.approx(reference.item(), rel=0.02)
+        loss.backward()
+        assert all(torch.isfinite(p.grad.full_tensor()).all() for p in mixed.parameters())
+    finally:
+        dist.destroy_process_group()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainer.model import PolicyConfig
 
@@ -46,7 +47,18 @@ class TrainConfig(BaseModel):
     log_every: int = 10
     mixed_precision: bool | None = None  # None: bf16 on GPU, fp32 on CPU
     activation_checkpointing: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile each block
+    compile_backend: str = "inductor"  # "aot_eager" traces and runs the same graphs without generating kernels
+    tensorboard: bool = True  # OUT/tensorboard, when the tensorboard package is installed
+    wandb_project: str | None = None  # also log to this W&B project (then wandb must be installed)
+
+    @model_validator(mode="after")
+    def _wandb_installed(self) -> TrainConfig:
+        """A run that asks for W&B fails when its config loads, before anything is set up, if wandb is missing."""
+        if self.wandb_project and importlib.util.find_spec("wandb") is None:
+            raise ValueError(f"wandb_project is {self.wandb_project!r} but wandb is not installed: pip install wandb, "
+                             "or remove wandb_project from the config")
+        return self
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -36,14 +36,17 @@ def init() -> Dist:
                 torch.device("cpu"))
 
 
-def shard(model: torch.nn.Module, blocks: torch.nn.ModuleList, mixed_precision: bool) -> torch.nn.Module:
-    """fully_shard each transformer block, then the root. Mixed precision (bf16 params, fp32 gradient
-    reduction) only pays on GPUs: on an AVX2 CPU bf16 matmuls are 10x slower than fp32."""
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
-                                  output_dtype=torch.float32) if mixed_precision else MixedPrecisionPolicy()
-    for block in blocks:
-        fully_shard(block, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+def shard(model: torch.nn.Module, units: list[tuple[torch.nn.Module, bool]], mixed_precision: bool) -> torch.nn.Module:
+    """fully_shard each (unit, reshard_after_forward) of `Policy.fsdp_units()`, then the root. Mixed precision (bf16
+    params, fp32 gradient reduction) only pays on GPUs: on an AVX2 CPU bf16 matmuls are 10x slower than fp32."""
+    if not mixed_precision:
+        inner = outer = MixedPrecisionPolicy()
+    else:  # units hand bf16 on to root-owned layers (norms, projections); only the root's output is fp32
+        inner = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        outer = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.float32)
+    for unit, reshard in units:
+        fully_shard(unit, mp_policy=inner, reshard_after_forward=reshard)
+    fully_shard(model, mp_policy=outer)
     return model
 
 

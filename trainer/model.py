@@ -6,16 +6,19 @@ Each transformer block keeps separate weights for prefix tokens and for suffix (
 the "action expert", but runs one attention over all of them. The prefix never attends to the suffix, so
 at inference its per-layer keys/values are computed once and reused by every Euler step.
 
-The built-in prefix (`embed_prefix` plus each block's `prefix` stream) is the seam for a pretrained VLM:
-a Qwen2.5-VL prefix would supply those tokens and per-layer weights; the suffix side stays as it is.
-For FSDP2, `fully_shard` each of `blocks` and then the root; call `register_fsdp_forward_method(model,
-"sample_actions")` before sampling, since that method reaches root parameters outside `forward`.
+With `prefix="qwen2_5_vl"` a pretrained Qwen2.5-VL (trainer/vlm.py) replaces the built-in prefix (`embed_prefix`
+plus each block's `prefix` stream): the expert then has one block per VLM decoder layer and reads that layer's
+keys/values. For FSDP2, `fully_shard` each of `fsdp_units()` and then the root; call
+`register_fsdp_forward_method(model, "sample_actions")` before sampling, since that method reaches root
+parameters outside `forward`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,14 +37,16 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    prefix: Literal["builtin", "qwen2_5_vl"] = "builtin"
+    vlm_path: Path | None = None  # a local Qwen2.5-VL folder (weights, tokenizer, image processor) for qwen2_5_vl
     image_size: int = 64  # square images, as the loader resizes them
     views: int = 3
-    patch_size: int = 8
-    width: int = 128
-    depth: int = 4
-    heads: int = 4
+    patch_size: int = 8  # builtin only
+    width: int = 128  # both: the action expert's width; builtin: also the prefix's
+    depth: int = 4  # builtin only: qwen2_5_vl has one block per VLM decoder layer
+    heads: int = 4  # qwen2_5_vl: expert query heads, a multiple of the VLM's KV heads, of the VLM's head size
     mlp_ratio: float = 4.0
-    max_text_len: int = 48  # UTF-8 bytes; longer tasks are truncated
+    max_text_len: int = 48  # task tokens: UTF-8 bytes (builtin) or the VLM tokenizer's; longer tasks are truncated
     chunk: int = 50
     action_dim: int = 75
     state_dim: int = 75
@@ -50,6 +55,10 @@ class PolicyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _divisible(self) -> PolicyConfig:
+        if self.prefix == "qwen2_5_vl":
+            if self.vlm_path is None:
+                raise ValueError("prefix qwen2_5_vl needs vlm_path, a local Qwen2.5-VL folder")
+            return self
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads or (self.width // self.heads) % 2:
@@ -88,26 +97,30 @@ class Stream(nn.Module):
     """One token group's weights inside a block: pre-norm attention projections and MLP.
 
     kv_only is for the last block's prefix stream: nothing reads the prefix after it, so it only supplies
-    keys and values (no queries, output projection or MLP, which would get no gradient)."""
+    keys and values (no queries, output projection or MLP, which would get no gradient). kv_heads and head_dim
+    default to cfg.heads heads of width/heads; the expert beside a VLM takes the VLM's (grouped-query attention)."""
 
-    def __init__(self, cfg: PolicyConfig, kv_only: bool = False):
+    def __init__(self, cfg: PolicyConfig, kv_only: bool = False, kv_heads: int | None = None,
+                 head_dim: int | None = None):
         super().__init__()
         w = cfg.width
-        self.heads = cfg.heads
+        self.heads, self.kv_heads = cfg.heads, kv_heads or cfg.heads
+        self.head_dim = head_dim or w // cfg.heads
         self.norm1 = nn.RMSNorm(w)
-        self.kvq = nn.Linear(w, (2 if kv_only else 3) * w)
+        self.kvq = nn.Linear(w, (2 * self.kv_heads + (0 if kv_only else self.heads)) * self.head_dim)
         self.kv_only = kv_only
         if not kv_only:
-            self.out = nn.Linear(w, w)
+            self.out = nn.Linear(self.heads * self.head_dim, w)
             self.norm2 = nn.RMSNorm(w)
             hidden = int(w * cfg.mlp_ratio)
             self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, w))
 
     def project(self, x: Tensor) -> list[Tensor]:
-        """(B, L, W) -> [k, v] or [k, v, q], each (B, heads, L, W/heads)."""
-        b, n, w = x.shape
-        kvq = self.kvq(self.norm1(x)).view(b, n, self.kvq.out_features // w, self.heads, w // self.heads)
-        return list(kvq.permute(2, 0, 3, 1, 4).unbind(0))
+        """(B, L, W) -> [k, v] (B, kv_heads, L, head_dim), then q (B, heads, L, head_dim) unless kv_only."""
+        b, n, _ = x.shape
+        heads = [self.kv_heads, self.kv_heads] + ([] if self.kv_only else [self.heads])
+        kvq = self.kvq(self.norm1(x)).view(b, n, sum(heads), self.head_dim).split(heads, dim=2)
+        return [part.transpose(1, 2) for part in kvq]
 
     def update(self, x: Tensor, attended: Tensor) -> Tensor:
         x = x + self.out(attended)
@@ -141,6 +154,15 @@ class Block(nn.Module):
         return new_prefix, self.suffix.update(suffix, out_s), (k, v)
 
 
+class Prefix(NamedTuple):
+    """What the suffix reads, computed once per batch: each block's prefix keys/values, the suffix rows of the
+    attention mask (B, 1, 1 + chunk, P + 1 + chunk), and with a VLM prefix the suffix's RoPE (cos, sin)."""
+
+    kv: list[tuple[Tensor, Tensor]]
+    mask: Tensor
+    rope: tuple[Tensor, Tensor] | None = None
+
+
 class Policy(nn.Module):
     """Predicts the flow velocity of a (chunk, action_dim) action chunk from three views, task text and state."""
 
@@ -149,21 +171,38 @@ class Policy(nn.Module):
         cfg = cfg or PolicyConfig()
         self.cfg = cfg
         w = cfg.width
-        # Prefix: patches of all views share one embedding; view and position embeddings tell them apart.
-        self.patch_embed = nn.Conv2d(3, w, cfg.patch_size, stride=cfg.patch_size)
-        self.patch_pos = nn.Parameter(torch.randn(cfg.patches_per_view, w) * 0.02)
-        self.view_embed = nn.Parameter(torch.randn(cfg.views, w) * 0.02)
-        self.text_embed = nn.Embedding(TEXT_VOCAB, w)
-        nn.init.normal_(self.text_embed.weight, std=0.02)
-        self.text_pos = nn.Parameter(torch.randn(cfg.max_text_len, w) * 0.02)
+        self.vlm = None
+        if cfg.prefix == "qwen2_5_vl":
+            from trainer.vlm import QwenPrefix
+
+            self.vlm = QwenPrefix(cfg.vlm_path)
+        else:
+            # Prefix: patches of all views share one embedding; view and position embeddings tell them apart.
+            self.patch_embed = nn.Conv2d(3, w, cfg.patch_size, stride=cfg.patch_size)
+            self.patch_pos = nn.Parameter(torch.randn(cfg.patches_per_view, w) * 0.02)
+            self.view_embed = nn.Parameter(torch.randn(cfg.views, w) * 0.02)
+            self.text_embed = nn.Embedding(TEXT_VOCAB, w)
+            nn.init.normal_(self.text_embed.weight, std=0.02)
+            self.text_pos = nn.Parameter(torch.randn(cfg.max_text_len, w) * 0.02)
         # Suffix: pi0's state projection and action-time MLP; positions because the action block is bidirectional.
         self.state_in = nn.Linear(cfg.state_dim, w)
         self.action_in = nn.Linear(cfg.action_dim, w)
         self.action_pos = nn.Parameter(torch.randn(cfg.chunk, w) * 0.02)
         self.action_time_mlp = nn.Sequential(nn.Linear(2 * w, w), nn.SiLU(), nn.Linear(w, w))
-        self.blocks = nn.ModuleList(Block(cfg, last=i == cfg.depth - 1) for i in range(cfg.depth))
+        if self.vlm is not None:
+            from trainer.vlm import ExpertBlock
+
+            self.blocks = nn.ModuleList(ExpertBlock(cfg, self.vlm.kv_heads, self.vlm.head_dim)
+                                        for _ in range(self.vlm.depth))
+        else:
+            self.blocks = nn.ModuleList(Block(cfg, last=i == cfg.depth - 1) for i in range(cfg.depth))
         self.norm = nn.RMSNorm(w)
         self.action_out = nn.Linear(w, cfg.action_dim)
+
+    def fsdp_units(self) -> list[tuple[nn.Module, bool]]:
+        """What FSDP2 shards one by one before the root, each with its reshard_after_forward: the blocks, and a VLM
+        prefix's layers."""
+        return [*(self.vlm.fsdp_units() if self.vlm is not None else []), *((block, True) for block in self.blocks)]
 
     def embed_prefix(self, batch: dict) -> tuple[Tensor, Tensor]:
         """Image patch tokens of every view, then text byte tokens: (B, P, W) and is_pad (B, P)."""
@@ -205,11 +244,37 @@ class Policy(nn.Module):
 
     def forward(self, batch: dict, x_t: Tensor, t: Tensor) -> Tensor:
         """Velocity (B, chunk, action_dim) at noisy actions x_t (B, chunk, action_dim) and times t (B,)."""
+        if self.vlm is not None:  # the prefix never reads the suffix: running it first is the joint attention
+            return self.suffix_velocity(batch, self.prefix_cache(batch), x_t, t)
         prefix, prefix_pad = self.embed_prefix(batch)
         suffix = self.embed_suffix(batch, x_t, t)
         mask = self.attention_mask(prefix_pad)
         for block in self.blocks:
             prefix, suffix, _ = block(prefix, suffix, mask)
+        return self.velocity(suffix)
+
+    def prefix_cache(self, batch: dict) -> Prefix:
+        """The prefix through every block (or the VLM) once: what each Euler step's suffix reads."""
+        if self.vlm is not None:
+            kv, real, rope = self.vlm(batch["images"], batch["task"], self.cfg.max_text_len, 1 + self.cfg.chunk)
+            return Prefix(kv, self.attention_mask(~real)[..., real.shape[1]:, :], rope)
+        prefix, prefix_pad = self.embed_prefix(batch)
+        mask = self.attention_mask(prefix_pad)
+        n = prefix.shape[1]
+        kv = []
+        for block in self.blocks:
+            prefix, _, block_kv = block(prefix, prefix[:, :0], mask[..., :n, :n])
+            kv.append(block_kv)
+        return Prefix(kv, mask[..., n:, :])
+
+    def suffix_velocity(self, batch: dict, prefix: Prefix, x_t: Tensor, t: Tensor) -> Tensor:
+        """Velocity from the suffix tokens alone, attending to the cached prefix keys/values."""
+        suffix = self.embed_suffix(batch, x_t, t)
+        for block, kv in zip(self.blocks, prefix.kv):
+            if self.vlm is not None:
+                suffix = block(suffix, kv, prefix.mask, prefix.rope)
+            else:
+                _, suffix, _ = block(suffix[:, :0], suffix, prefix.mask, kv)
         return self.velocity(suffix)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -231,24 +296,12 @@ class Policy(nn.Module):
     def sample_actions(self, batch: dict, num_steps: int | None = None, noise: Tensor | None = None) -> Tensor:
         """Euler-integrate from noise (t=1) to actions (t=0): (B, chunk, action_dim), absent joints set to 0.
 
-        The prefix runs through the blocks once; each Euler step runs only the suffix against its cached
+        The prefix runs once (`prefix_cache`); each Euler step runs only the suffix against its cached
         per-layer keys/values."""
-        prefix, prefix_pad = self.embed_prefix(batch)
-        mask = self.attention_mask(prefix_pad)
-        n = prefix.shape[1]
-        empty = prefix[:, :0]
-        cache = []
-        for block in self.blocks:
-            prefix, _, kv = block(prefix, empty, mask[..., :n, :n])
-            cache.append(kv)
-
-        def velocity_fn(x_t: Tensor, t: Tensor) -> Tensor:
-            suffix = self.embed_suffix(batch, x_t, t)
-            for block, kv in zip(self.blocks, cache):
-                _, suffix, _ = block(empty, suffix, mask, kv)
-            return self.velocity(suffix).float()
-
+        prefix = self.prefix_cache(batch)
+        state = batch["state"]
         if noise is None:
-            noise = torch.randn(prefix_pad.shape[0], self.cfg.chunk, self.cfg.action_dim, device=prefix_pad.device)
-        actions = euler_sample(velocity_fn, noise, num_steps or self.cfg.num_steps)
+            noise = torch.randn(state.shape[0], self.cfg.chunk, self.cfg.action_dim, device=state.device)
+        actions = euler_sample(lambda x_t, t: self.suffix_velocity(batch, prefix, x_t, t).float(), noise,
+                               num_steps or self.cfg.num_steps)
         return torch.where(batch["joint_mask"][:, None, :], actions, 0.0)

@@ -3,7 +3,8 @@
     vla-data train CONFIG [--resume] [--nproc N] [--stop-at STEP]   (N > 1 runs torchrun; 1 runs in-process)
     torchrun --nproc_per_node N -m trainer.train CONFIG [--resume] [--stop-at STEP]
 
-Writes OUT/metrics.jsonl (loss, lr, grad norm, samples/s, data-wait fraction per logged step), OUT/checkpoints/
+Writes OUT/metrics.jsonl (loss, lr, grad norm, samples/s, data-wait fraction per step; also to TensorBoard in
+OUT/tensorboard when installed, and to W&B with `wandb_project`), OUT/checkpoints/
 step-N (DCP; `--resume` continues from the latest exactly: model, optimizer, scheduler, sampler position and
 RNG) and OUT/export/ (model.safetensors + config.json) at the end.
 """
@@ -11,7 +12,7 @@ RNG) and OUT/export/ (model.safetensors + config.json) at the end.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ from trainer import checkpoint
 from trainer.config import TrainConfig, load_config
 from trainer.data import Mixture, ShardDataset
 from trainer.distributed import Dist, init, mean, shard
+from trainer.metrics import MetricsLog
 from trainer.model import Policy
 from trainer.sampler import MixtureSampler
 
@@ -71,9 +73,9 @@ def build_model(cfg: TrainConfig, d: Dist) -> Policy:
             model.blocks[i] = checkpoint_wrapper(block)
     if cfg.compile:
         for block in model.blocks:
-            block.compile()
+            block.compile(backend=cfg.compile_backend)
     mixed = cfg.mixed_precision if cfg.mixed_precision is not None else d.device.type == "cuda"
-    return shard(model, model.blocks, mixed)
+    return shard(model, model.fsdp_units(), mixed)
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -89,13 +91,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     """Runs (or continues) the configured training; returns the metrics rows rank 0 logged in this run.
     `stop_at` ends the run early at that step with a checkpoint, as an interruption would (then --resume)."""
     d = init()
-    try:
-        return _train(cfg, resume, stop_at, d)
-    finally:
-        dist.destroy_process_group()
+    with contextlib.ExitStack() as stack:
+        stack.callback(dist.destroy_process_group)
+        metrics = stack.enter_context(contextlib.closing(MetricsLog(cfg))) if d.main else None
+        return _train(cfg, resume, stop_at, d, metrics)
 
 
-def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist) -> list[dict]:
+def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist, metrics: MetricsLog | None) -> list[dict]:
     out = cfg.output_dir
     mixture, sampler = build_data(cfg, d)
     model = build_model(cfg, d)
@@ -114,11 +116,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist) -> list
     elif resume:
         log.info("no checkpoint in %s: starting at step 0", out / "checkpoints")
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
         log.info("%d parameters, %d ranks, global batch %d, datasets %s", sum(p.numel() for p in model.parameters()),
                  d.world, cfg.micro_batch * d.world * cfg.grad_accum, [str(s.path) for s in cfg.datasets])
     it, rows = batches(mixture, sampler, cfg), []
-    metrics_file = out / "metrics.jsonl"
     last = min(cfg.steps, stop_at or cfg.steps)
     while step < last:
         t0, wait, samples, losses = time.monotonic(), 0.0, 0, []
@@ -143,8 +143,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist) -> list
                "data_wait_fraction": mean(wait / elapsed, d)}
         if d.main:
             rows.append(row)
-            with open(metrics_file, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            metrics.write(row)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 log.info("step %d loss %.5f lr %.2e grad %.3f %.1f samples/s data wait %.0f%%", step, row["loss"],
                          row["lr"], grad_norm, row["samples_per_s"], 100 * row["data_wait_fraction"])

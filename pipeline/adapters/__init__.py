@@ -1,27 +1,44 @@
-"""Source adapters: each finds its recordings under a root and reads one into the canonical Episode."""
+"""Source adapters: each picks its recordings out of a listing of the input location (a local folder or an
+s3:// prefix) and reads one, from local files, into the canonical Episode."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.adapters import agibot, aloha
-from pipeline.adapters.common import content_hash, fingerprint
+from pipeline.adapters.common import content_hash
 from schemas.episode import Episode, SourceRef
 from schemas.robot import RobotConfig
 
 ADAPTERS = {"aloha": aloha, "agibot": agibot}
-__all__ = ["ADAPTERS", "content_hash", "discover", "fingerprint", "read"]
+__all__ = ["ADAPTERS", "content_hash", "discover", "read"]
+
+
+def _fingerprint(ref: SourceRef, listing: dict[str, tuple[int, int]], root: str) -> str:
+    """File names, sizes and mtimes: what resume compares to decide that a recording is unchanged."""
+    prefix = ref.root[len(root):].strip("/")
+    h = hashlib.sha1()
+    for f in ref.files:
+        size, mtime = listing.get(f"{prefix}/{f}" if prefix else f, (-1, -1))
+        h.update(f"{f}:{size}:{mtime};".encode())
+    return h.hexdigest()
 
 
 def discover(root: str | Path, formats: list[str] | None = None) -> list[SourceRef]:
     """Every recording of the given formats (all by default) under root, in a stable order."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"input folder {root} does not exist")
     unknown = set(formats or []) - set(ADAPTERS)
     if unknown:
         raise ValueError(f"unknown formats {sorted(unknown)}; known: {sorted(ADAPTERS)}")
-    refs = [ref for name in (formats or ADAPTERS) for ref in ADAPTERS[name].discover(root)]
+    root = storage.absolute(root)
+    listing = storage.list_files(root)
+    if not listing and not storage.exists(root):
+        raise FileNotFoundError(f"input folder {root} does not exist")
+    files = sorted(listing)
+    refs = [ref for name in (formats or ADAPTERS) for ref in ADAPTERS[name].discover(root, files)]
+    refs = [dataclasses.replace(r, fingerprint=_fingerprint(r, listing, root)) for r in refs]
     return sorted(refs, key=lambda r: (r.source_format, r.key))
 
 

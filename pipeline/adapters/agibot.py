@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -20,17 +21,25 @@ STATE = ("state/joint/position", "state/effector/position")
 ACTION = ("action/joint/position", "action/effector/position")
 
 
-def discover(root: Path) -> list[SourceRef]:
-    """Episodes of every AgiBot World dataset root (a folder holding proprio_stats/) at or below root.
-    A ref's root is its dataset root and its key the native '<task_id>/<episode_id>'."""
+PROPRIO = re.compile(r"^(?:(.+)/)?proprio_stats/([^/]+)/([^/]+)/proprio_stats\.h5$")
+VIDEO = re.compile(r"^(?:(.+)/)?observations/([^/]+)/([^/]+)/videos/[^/]+\.mp4$")
+
+
+def discover(root: str, files: list[str]) -> list[SourceRef]:
+    """Episodes of every AgiBot World dataset root (a folder holding proprio_stats/) at or below root, from the
+    listing of root. A ref's root is its dataset root and its key the native '<task_id>/<episode_id>'."""
+    videos: dict[tuple, list[str]] = {}
+    for f in files:
+        if m := VIDEO.match(f):
+            videos.setdefault(m.groups(), []).append(f[len(m[1]) + 1:] if m[1] else f)
     refs = []
-    for h5 in sorted(root.glob("**/proprio_stats/*/*/proprio_stats.h5")):
-        dataset = h5.parents[3]
-        task_id, episode_id = h5.parent.parent.name, h5.parent.name
-        videos = dataset / "observations" / task_id / episode_id / "videos"
-        files = [str(h5.relative_to(dataset)), f"task_info/task_{task_id}.json"]
-        files += sorted(str(v.relative_to(dataset)) for v in videos.glob("*.mp4")) if videos.is_dir() else []
-        refs.append(SourceRef("agibot", str(dataset), f"{task_id}/{episode_id}", tuple(files)))
+    for f in files:
+        if m := PROPRIO.match(f):
+            prefix, task_id, episode_id = m.groups()
+            dataset = f"{root}/{prefix}" if prefix else root
+            own = [f[len(prefix) + 1:] if prefix else f, f"task_info/task_{task_id}.json"]
+            refs.append(SourceRef("agibot", dataset, f"{task_id}/{episode_id}",
+                                  tuple(own + sorted(videos.get(m.groups(), [])))))
     return refs
 
 

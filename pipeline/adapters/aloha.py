@@ -3,7 +3,8 @@ raw (T,H,W,3) or as JPEG rows padded to a common length (root attr compress=True
 
 from __future__ import annotations
 
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 
 import cv2
 import h5py
@@ -17,9 +18,9 @@ from schemas.robot import RobotConfig
 VERSION = "aloha-1.0"
 
 
-def discover(root: Path) -> list[SourceRef]:
-    return [SourceRef("aloha", str(root), str(p.relative_to(root)), (str(p.relative_to(root)),))
-            for p in sorted(root.rglob("episode_*.hdf5"))]
+def discover(root: str, files: list[str]) -> list[SourceRef]:
+    """Every episode_*.hdf5 in the listing of root (relative paths)."""
+    return [SourceRef("aloha", root, f, (f,)) for f in files if fnmatch(PurePosixPath(f).name, "episode_*.hdf5")]
 
 
 def _frames(path: Path, cam: str):

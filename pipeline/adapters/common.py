@@ -1,4 +1,4 @@
-"""Hashing shared by all adapters: provenance (content hash) and cheap change detection (fingerprint)."""
+"""Helpers shared by all adapters: provenance (content hash) and the recording time of clock-less formats."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from schemas.episode import SourceRef
-
-
-def fingerprint(ref: SourceRef) -> str:
-    """File names, sizes and mtimes: what resume compares to decide that a recording is unchanged."""
-    h = hashlib.sha1()
-    for f in ref.files:
-        p = Path(ref.root) / f
-        st = p.stat() if p.exists() else None
-        h.update(f"{f}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1};".encode())
-    return h.hexdigest()
 
 
 def content_hash(ref: SourceRef) -> str:
