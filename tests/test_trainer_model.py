@@ -4,6 +4,8 @@ padding invariance, loss masking, learning on a fixed batch, and FSDP2 wrapping 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -37,6 +39,49 @@ def make_batch(cfg: PolicyConfig = CFG, b: int = 2, seed: int = 0) -> dict:
 def make_model(cfg: PolicyConfig = CFG, seed: int = 0) -> Policy:
     torch.manual_seed(seed)
     return Policy(cfg)
+
+
+@contextmanager
+def one_rank_group() -> Iterator[None]:
+    """A one-rank gloo process group for FSDP2 on CPU (skips the test without torch.distributed)."""
+    dist = pytest.importorskip("torch.distributed")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def check_sharded_matches_plain(plain: Policy, sharded: Policy, batch: dict) -> None:
+    """Inside `one_rank_group`: `sharded` (a fully_shard-ed copy of `plain`) gets the same gradients (none where
+    `plain` has none: frozen parameters) and samples the same actions."""
+    from torch.distributed.fsdp import register_fsdp_forward_method
+
+    register_fsdp_forward_method(sharded, "sample_actions")
+    for model in (plain, sharded):
+        loss, _ = model.loss(batch, torch.Generator().manual_seed(2))
+        loss.backward()
+    for (name, p), q in zip(plain.named_parameters(), sharded.parameters()):
+        if p.grad is None:
+            assert q.grad is None, name
+        else:
+            assert_close(q.grad.full_tensor(), p.grad, atol=1e-6, rtol=1e-5, msg=name)
+    noise = torch.randn(2, plain.cfg.chunk, plain.cfg.action_dim)
+    assert_close(sharded.sample_actions(batch, noise=noise), plain.sample_actions(batch, noise=noise),
+                 atol=1e-5, rtol=0)
+
+
+def check_bf16_close_to_fp32(plain: Policy, mixed: Policy, batch: dict) -> None:
+    """Inside `one_rank_group`: `mixed`, a copy of `plain` sharded with bf16 compute, gives an fp32 loss within 2%
+    of `plain`'s and finite gradients for every trainable parameter."""
+    from trainer.distributed import shard
+
+    shard(mixed, mixed.fsdp_units(), mixed_precision=True)  # bf16 compute, fp32 output
+    reference, _ = plain.loss(batch, torch.Generator().manual_seed(2))
+    loss, _ = mixed.loss(batch, torch.Generator().manual_seed(2))
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(reference.item(), rel=0.02)
+    loss.backward()
+    assert all(torch.isfinite(p.grad.full_tensor()).all() for p in mixed.parameters() if p.requires_grad)
 
 
 # ---- flow pieces ----
@@ -214,42 +259,20 @@ def test_optimizer_steps_on_a_fixed_batch_reduce_the_loss():
 
 
 def test_fully_shard_per_block_and_root_matches_plain_model():
-    dist = pytest.importorskip("torch.distributed")
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
-
     batch = make_batch()
     plain, sharded = make_model(), make_model()
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
+    with one_rank_group():
+        from torch.distributed.fsdp import fully_shard
+
         for block in sharded.blocks:
             fully_shard(block)
         fully_shard(sharded)
-        register_fsdp_forward_method(sharded, "sample_actions")
-        for model in (plain, sharded):
-            loss, _ = model.loss(batch, torch.Generator().manual_seed(2))
-            loss.backward()
-        for (name, p), q in zip(plain.named_parameters(), sharded.parameters()):
-            assert_close(q.grad.full_tensor(), p.grad, atol=1e-6, rtol=1e-5, msg=name)
-        noise = torch.randn(2, CFG.chunk, CFG.action_dim)
-        assert_close(sharded.sample_actions(batch, noise=noise), plain.sample_actions(batch, noise=noise),
-                     atol=1e-5, rtol=0)
-    finally:
-        dist.destroy_process_group()
+        check_sharded_matches_plain(plain, sharded, batch)
+    assert all(p.grad is not None for p in plain.parameters())  # nothing frozen here: every parameter compared
 
 
 def test_bf16_mixed_precision_runs_close_to_fp32():
-    dist = pytest.importorskip("torch.distributed")
-    from trainer.distributed import shard
-
     batch = make_batch()
     plain, mixed = make_model(), make_model()
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        shard(mixed, mixed.fsdp_units(), mixed_precision=True)  # bf16 compute, fp32 output
-        reference, _ = plain.loss(batch, torch.Generator().manual_seed(2))
-        loss, _ = mixed.loss(batch, torch.Generator().manual_seed(2))
-        assert loss.dtype == torch.float32 and loss.item() == pytest.approx(reference.item(), rel=0.02)
-        loss.backward()
-        assert all(torch.isfinite(p.grad.full_tensor()).all() for p in mixed.parameters())
-    finally:
-        dist.destroy_process_group()
+    with one_rank_group():
+        check_bf16_close_to_fp32(plain, mixed, batch)

@@ -9,7 +9,8 @@ import torch
 from torch.testing import assert_close
 
 from scripts.tiny_qwen2_5_vl import build
-from tests.test_trainer_model import make_batch
+from tests.test_trainer_model import (check_bf16_close_to_fp32, check_sharded_matches_plain, make_batch,
+                                      one_rank_group)
 from trainer.distributed import shard
 from trainer.flow import euler_sample
 from trainer.model import Policy, PolicyConfig
@@ -94,40 +95,13 @@ def test_a_sample_ignores_its_batchmates_and_their_padding(cfg):
 
 
 def test_fully_shard_units_and_root_matches_plain_model(cfg):
-    dist = pytest.importorskip("torch.distributed")
-    from torch.distributed.fsdp import register_fsdp_forward_method
-
     (plain, batch), (sharded, _) = make(cfg), make(cfg)
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
+    with one_rank_group():
         shard(sharded, sharded.fsdp_units(), mixed_precision=False)
-        register_fsdp_forward_method(sharded, "sample_actions")
-        for model in (plain, sharded):
-            loss, _ = model.loss(batch, torch.Generator().manual_seed(2))
-            loss.backward()
-        for (name, p), q in zip(plain.named_parameters(), sharded.parameters()):
-            if p.grad is None:
-                assert q.grad is None, name
-            else:
-                assert_close(q.grad.full_tensor(), p.grad, atol=1e-6, rtol=1e-5, msg=name)
-        noise = torch.randn(2, cfg.chunk, cfg.action_dim)
-        assert_close(sharded.sample_actions(batch, noise=noise), plain.sample_actions(batch, noise=noise),
-                     atol=1e-5, rtol=0)
-    finally:
-        dist.destroy_process_group()
+        check_sharded_matches_plain(plain, sharded, batch)
 
 
 def test_bf16_mixed_precision_runs_close_to_fp32(cfg):
-    dist = pytest.importorskip("torch.distributed")
-
     (plain, batch), (mixed, _) = make(cfg), make(cfg)
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        shard(mixed, mixed.fsdp_units(), mixed_precision=True)  # bf16 compute, fp32 output
-        reference, _ = plain.loss(batch, torch.Generator().manual_seed(2))
-        loss, _ = mixed.loss(batch, torch.Generator().manual_seed(2))
-        assert loss.dtype == torch.float32 and loss.item() == pytest.approx(reference.item(), rel=0.02)
-        loss.backward()
-        assert all(torch.isfinite(p.grad.full_tensor()).all() for p in mixed.parameters() if p.requires_grad)
-    finally:
-        dist.destroy_process_group()
+    with one_rank_group():
+        check_bf16_close_to_fp32(plain, mixed, batch)

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import sync_playwright
+from ui_browser import BrowserRun, add_browser_args
 
 TABS = ("overview", "quality", "annotation", "clips")
 KPIS = ("kpi-hours", "kpi-episodes", "kpi-clips")
@@ -41,33 +40,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True, help="dashboard URL, e.g. http://127.0.0.1:8050")
     ap.add_argument("--out", type=Path, required=True, help="folder for the screenshots")
-    ap.add_argument("--chromium", default="/usr/bin/chromium", help="browser executable (Debian's chromium)")
-    ap.add_argument("--timeout", type=float, default=60, help="seconds for each wait")
+    add_browser_args(ap)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     res = {"kpis": {}, "tabs": {}, "errors": [], "ready_states": [], "spans": 0, "span_text": None,
            "instruction": None, "start_s": None, "times": [], "screenshots": [], "error": None}
-    t0 = time.monotonic()
-
-    def step(msg: str) -> None:
-        print(f"[ui_dashboard {time.monotonic() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    def shot(page, name: str) -> None:
-        path = a.out / name
-        page.screenshot(path=str(path), full_page=True)
-        res["screenshots"].append(str(path))
+    run = BrowserRun("ui_dashboard", a.out, res)
+    step, shot = run.step, run.shot
 
     def failed_response(r) -> None:  # callbacks and videos that the server answered with an error
         if r.status >= 400 and ("_dash-update-component" in r.url or "/media/" in r.url):
             res["errors"].append(f"HTTP {r.status} {r.url}")
 
-    if not Path(a.chromium).exists():
-        sys.exit(f"ui_dashboard: no browser at {a.chromium} (apt-get install chromium, or pass --chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=a.chromium, headless=True,
-                                     args=["--autoplay-policy=no-user-gesture-required"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(a.timeout * 1000)
+    with run.page(a.chromium, a.timeout) as page:
         page.on("pageerror", lambda e: res["errors"].append(f"page error: {e}"))
         page.on("response", failed_response)
         try:
@@ -111,14 +96,7 @@ def main() -> int:
             page.evaluate("() => document.querySelector('#video-top').pause()")
             step(f"times {res['times']}")
         except PlaywrightError as e:
-            res["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            step(f"FAILED: {e}")
-            try:
-                shot(page, "error.png")
-            except PlaywrightError:
-                pass
-        finally:
-            browser.close()
+            run.failed(page, e)
     print(json.dumps(res), flush=True)
     return 0 if res["error"] is None and not res["errors"] else 1
 

@@ -22,11 +22,10 @@ import argparse
 import json
 import re
 import sys
-import time
 from pathlib import Path
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import sync_playwright
+from ui_browser import BrowserRun, add_browser_args
 
 N_VIEWS = 3
 REGION = ".lsf-outliner .lsf-tree__node_type_timelineregion"  # one per timeline span in the Regions panel
@@ -50,31 +49,17 @@ def main() -> int:
     ap.add_argument("--text", required=True, help="new subtask instruction for the first span")
     ap.add_argument("--out", type=Path, required=True, help="folder for the screenshots")
     ap.add_argument("--text-name", default="subtask_instruction", help="per-region TextArea name in the config")
-    ap.add_argument("--chromium", default="/usr/bin/chromium", help="browser executable (Debian's chromium)")
-    ap.add_argument("--timeout", type=float, default=60, help="seconds for each wait")
+    add_browser_args(ap)
     a = ap.parse_args()
     password = a.password if a.password is not None else a.password_file.read_text().strip()
     a.out.mkdir(parents=True, exist_ok=True)
     base, ms = a.url.rstrip("/"), a.timeout * 1000
     res = {"videos": 0, "videos_ready": 0, "regions": 0, "edited_region": None, "submitted": False,
            "annotation_id": None, "screenshots": [], "error": None}
-    t0 = time.monotonic()
+    run = BrowserRun("ui_review", a.out, res)
+    step, shot = run.step, run.shot
 
-    def step(msg: str) -> None:
-        print(f"[ui_review {time.monotonic() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    def shot(page, name: str) -> None:
-        path = a.out / name
-        page.screenshot(path=str(path), full_page=True)
-        res["screenshots"].append(str(path))
-
-    if not Path(a.chromium).exists():
-        sys.exit(f"ui_review: no browser at {a.chromium} (apt-get install chromium, or pass --chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=a.chromium, headless=True,
-                                     args=["--autoplay-policy=no-user-gesture-required"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(ms)
+    with run.page(a.chromium, a.timeout) as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:
@@ -150,16 +135,7 @@ def main() -> int:
                 pass
             shot(page, "3-submitted.png")
         except (Failed, PlaywrightError) as e:
-            res["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            step(f"FAILED: {e}")
-            if errors:
-                step("page errors: " + " | ".join(errors[:5]))
-            try:
-                shot(page, "error.png")
-            except PlaywrightError:
-                pass
-        finally:
-            browser.close()
+            run.failed(page, e, page_errors=errors)
     print(json.dumps(res), flush=True)
     ok = res["videos"] == N_VIEWS and res["videos_ready"] == N_VIEWS and res["regions"] > 0 and res["submitted"]
     return 0 if ok else 1
