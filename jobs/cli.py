@@ -103,8 +103,9 @@ def sql(
     root: str = typer.Argument(..., help="an ingest output folder or s3:// prefix"),
     query: str = typer.Argument(..., help="SQL over the views episodes, clips, static_spans, quarantine, frames, "
                                           "proposals, proposal_spans, review_tasks, annotations, annotation_spans"),
-    datasets: Path = typer.Option(None, "--datasets", help="also views over the LeRobot datasets under this folder: "
-                                                            "shard_frames, shard_episodes, shard_tasks, export_reports"),
+    datasets: str = typer.Option(None, "--datasets", help="also views over the LeRobot datasets under this folder "
+                                                           "or s3:// prefix: shard_frames, shard_episodes, "
+                                                           "shard_tasks, export_reports"),
     format: str = typer.Option("table", "--format", help="table | csv | json | parquet (parquet needs --out)"),
     out: Path = typer.Option(None, "--out", help="write the result to this file instead of printing it"),
 ) -> None:

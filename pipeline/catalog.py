@@ -4,6 +4,7 @@ each published atomically, and a DuckDB connection with a view per table."""
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import duckdb
@@ -112,14 +113,28 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
 def attach_datasets(con: duckdb.DuckDBPyConnection, datasets: str | Path) -> None:
     """Views over the LeRobot datasets `vla-data export` wrote under DATASETS/<robot>/, each row tagged with its
     `dataset` (the folder name): shard_frames (data/), shard_episodes (meta/episodes/), shard_tasks and
-    export_reports (meta/export_report.json). Robots' columns differ; the views union them by name."""
-    roots = sorted(p.parents[1] for p in Path(datasets).glob("*/meta/info.json"))
-    if not roots:
+    export_reports (meta/export_report.json). Robots' columns differ; the views union them by name. DATASETS may
+    be an s3:// prefix: its files are then scanned through pyarrow, as in `connect`."""
+    datasets = storage.absolute(datasets)
+    listing = storage.list_files(datasets)
+    names = sorted(f.split("/")[0] for f in listing if f.count("/") == 2 and f.endswith("/meta/info.json"))
+    if not names:
         raise FileNotFoundError(f"{datasets} holds no LeRobot datasets (DATASETS/<robot>/meta/info.json)")
 
+    def scan(name: str, files: str, reader: str) -> str:
+        """A FROM source over DATASETS/<name>/<files>."""
+        if not storage.is_remote(datasets):
+            return f"{reader}('{datasets}/{name}/{files}')"
+        fs, root = storage.resolve(datasets)
+        paths = [f"{root}/{f}" for f in listing if fnmatch(f, f"{name}/{files}")]
+        view = f"_{name}_{len(con.execute('SELECT * FROM duckdb_views()').fetchall())}"
+        data = (pa.Table.from_pylist([json.loads(storage.read_bytes(f"s3://{p}")) for p in paths])
+                if reader == "read_json_auto" else pads.dataset(paths, filesystem=fs))
+        con.register(view, data)
+        return view
+
     def union(files: str, reader: str = "read_parquet") -> str:
-        return " UNION ALL BY NAME ".join(f"SELECT '{r.name}' AS dataset, * FROM {reader}('{r}/{files}')"
-                                          for r in roots)
+        return " UNION ALL BY NAME ".join(f"SELECT '{n}' AS dataset, * FROM {scan(n, files, reader)}" for n in names)
 
     con.execute(f"CREATE VIEW shard_frames AS {union('data/*/*.parquet')}")
     con.execute(f"CREATE VIEW shard_episodes AS {union('meta/episodes/*/*.parquet')}")

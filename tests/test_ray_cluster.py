@@ -20,7 +20,7 @@ import yaml
 
 from jobs.runtime import ServiceProcess, free_port, start_service
 from pipeline import s3_service, storage
-from pipeline.catalog import connect
+from pipeline.catalog import attach_datasets, connect
 from pipeline.stats_report import report
 from tests.conftest import EPISODES
 
@@ -175,6 +175,14 @@ def test_s3_ingest_and_export_on_a_multinode_cluster_match_the_embedded_run(clus
         info = json.loads(storage.read_bytes(storage.join(remote, "meta/info.json")))
         assert info == json.loads((local / "meta" / "info.json").read_text())
     assert not any(".staging" in f for f in storage.list_files(f"s3://{BUCKET}/lerobot"))
+    query = """SELECT dataset, count(*) AS frames, sum(frame_index) AS f, (SELECT sum(episodes) FROM export_reports) AS e
+               FROM shard_frames GROUP BY dataset ORDER BY dataset"""
+    answers = []
+    for root, ds in ((f"s3://{BUCKET}/out", f"s3://{BUCKET}/lerobot"), (catalog_root, datasets)):
+        con = connect(root)
+        attach_datasets(con, ds)
+        answers.append(con.sql(query).fetchall())
+    assert answers[0] == answers[1] and len(answers[0]) == 2
 
 
 @pytest.mark.cluster
