@@ -71,12 +71,12 @@ def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps:
                 step = max(1, ex.length // MAX_STAT_SAMPLES)
                 if pos % step == 0:
                     samples.setdefault(ex.index, []).append(frame[::2, ::2])
-            missing = [ex.index for ex in src.exports if ex.index not in starts]
+                if pos == ex.length - 1:  # summarized as soon as it ends: memory stays flat over long sources
+                    starts[ex.index].stats = image_stats(samples.pop(ex.index), QUANTILES)
+            missing = [ex.index for ex in src.exports if ex.index not in starts or not starts[ex.index].stats]
             if missing:
                 raise RuntimeError(f"{uri}: ended before the frames of exported episodes {missing}")
-            for ex in src.exports:
-                starts[ex.index].stats = image_stats(samples[ex.index], QUANTILES)
-                results.append(starts[ex.index])
+            results += [starts[ex.index] for ex in src.exports]
     finally:
         if writer is not None:
             writer.close()
