@@ -93,6 +93,17 @@ def pick_labels(ep: dict, clips: list[dict], review: tuple | None,
     return "source_labels" if labeled or (ep["task_name"] or "").strip() else "placeholder", "", source, 0
 
 
+def disjoint(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Spans (in start order) with each overlap cut off the later one, which is dropped if nothing is left: a
+    reviewer's boundary may cross its neighbour's, and every source frame is exported at most once."""
+    out, end = [], 0
+    for a, b, text in spans:
+        if b > max(a, end):
+            out.append((max(a, end), b, text))
+            end = b
+    return out
+
+
 def plan_export(catalog_root: str | Path, robot: str, unit: str, template: str = DEFAULT_TEMPLATE) -> list[SourceEpisode]:
     """Export episodes of one robot in catalog order (source_key, then span order), indexed 0..N-1."""
     if unit not in ("clip", "recording"):
@@ -112,6 +123,7 @@ def plan_export(catalog_root: str | Path, robot: str, unit: str, template: str =
         if eid not in clips:
             continue
         labels, task, spans, unusable = pick_labels(ep, clips[eid], reviews.get(eid), proposals.get(eid))
+        spans = disjoint(spans)
         task, placeholder = (task.strip(), False) if task.strip() else _task(ep, robot)
         exports = []
         if unit == "clip":

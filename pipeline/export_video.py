@@ -69,8 +69,8 @@ def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps:
                 frame = _resize(rgb, size)
                 writer.write(frame)
                 step = max(1, ex.length // MAX_STAT_SAMPLES)
-                if pos % step == 0:
-                    samples.setdefault(ex.index, []).append(frame[::2, ::2])
+                if pos % step == 0:  # a copy: a view would pin the whole frame
+                    samples.setdefault(ex.index, []).append(frame[::2, ::2].copy())
                 if pos == ex.length - 1:  # summarized as soon as it ends: memory stays flat over long sources
                     starts[ex.index].stats = image_stats(samples.pop(ex.index), QUANTILES)
             missing = [ex.index for ex in src.exports if ex.index not in starts or not starts[ex.index].stats]

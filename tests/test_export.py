@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.export import run_export, run_norm_stats
+from pipeline.export_plan import disjoint
 from pipeline.lerobot_validate import validate_dataset
 from pipeline.stats import QuantileSummary
 from pipeline.video import decode_frames
@@ -300,3 +301,10 @@ def test_sql_over_exported_shards(exported, tmp_path):
     assert r.exit_code != 0 and "--out" in r.output
     r = runner.invoke(app, ["sql", str(catalog), "SELECT 1", "--datasets", str(tmp_path)])
     assert r.exit_code == 2 and "no LeRobot datasets" in r.output
+
+
+def test_overlapping_spans_export_each_frame_once():
+    """A reviewer may drag a boundary across its neighbour's: the later span loses the overlap (and is dropped when
+    nothing is left), so no source frame lands in two exported episodes and every video has its full length."""
+    spans = [(0, 10, "a"), (8, 20, "b"), (15, 18, "c"), (20, 20, "d"), (25, 30, "e")]
+    assert disjoint(spans) == [(0, 10, "a"), (10, 20, "b"), (25, 30, "e")]
