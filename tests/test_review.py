@@ -178,8 +178,11 @@ def test_annotate_through_api_then_pull(review, tmp_path):
     episodes = pq.read_table(sorted((report.path / "meta" / "episodes").glob("*/*.parquet"))).to_pylist()
     mine = [(e["length"], e["tasks"][0]) for e in episodes if e["tasks"][0].startswith("Tidy the table")]
     final = sorted(_table(root, "annotation_spans"), key=lambda s: (s["version"], s["span_index"]))[-len(spans):]
-    assert mine == [(s["end_frame"] - s["start_frame"], f"Tidy the table: {s['instruction']}")
-                    for s in final if s["status"] == "ok"]
+    ok = [(s["start_frame"], s["end_frame"], s["instruction"]) for s in final if s["status"] == "ok"]
+    # span 0 now ends inside span 1: the export cuts the overlap off the later span, exporting no frame twice
+    assert ok[0][1] > ok[1][0]
+    ok = [(max(a, ok[i - 1][1]) if i else a, b, text) for i, (a, b, text) in enumerate(ok)]
+    assert mine == [(b - a, f"Tidy the table: {text}") for a, b, text in ok]
     assert report.by_source["reviewed"] == len(mine) and report.unusable_spans == 1
 
 
