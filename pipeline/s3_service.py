@@ -5,14 +5,12 @@ through AWS_ENDPOINT_URL and the AWS_* credentials in their environment (`S3Serv
 from __future__ import annotations
 
 import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from jobs.runtime import ServiceProcess, start_service
+from jobs.runtime import ServiceProcess, http_answers, start_service
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,18 +44,8 @@ class S3Server:
         self.service.stop(timeout=20)
 
 
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()
-        return True
-    except urllib.error.HTTPError:  # any HTTP status means it serves
-        return True
-    except OSError:
-        return False
-
-
 def start(port: int, log_path: Path) -> S3Server:
     venv = s3_venv()
     service = start_service([str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log_path,
-                            lambda: _answers(f"http://127.0.0.1:{port}/"), "moto S3 server")
+                            lambda: http_answers(f"http://127.0.0.1:{port}/"), "moto S3 server")
     return S3Server(service, port)

@@ -10,15 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from jobs.runtime import ServiceProcess, free_port, start_service
+from jobs.runtime import ServiceProcess, free_port, http_answers, start_service
 from pipeline import s3_service, storage
 from pipeline.catalog import attach_datasets, connect
 from pipeline.stats_report import report
@@ -31,16 +29,6 @@ BUCKET = "vla"
 # Columns that name where a file lives (local folder vs s3:// prefix) or derive from it: episode ids, and the
 # recording time of clock-less ALOHA files (their mtime; an uploaded object's is its upload time).
 LOCATION_COLUMNS = ["episode_id", "source_uri", "frames_uri", "cameras", "recorded_at"]
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()
-        return True
-    except urllib.error.HTTPError:  # 401 while token auth is on: it serves
-        return True
-    except OSError:
-        return False
 
 
 def _node(args: list[str], log: Path, ready, env: dict) -> ServiceProcess:
@@ -82,7 +70,7 @@ def cluster(s3, tmp_path_factory):
     url = f"http://127.0.0.1:{dash}"
     nodes = [_node(["--head", f"--port={gcs}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
                     f"--ray-client-server-port={free_port()}", "--num-cpus=1", f"--temp-dir={logs / 'tmp'}"],
-                   logs / "head.log", lambda: _answers(f"{url}/api/version"), env)]
+                   logs / "head.log", lambda: http_answers(f"{url}/api/version"), env)]
 
     def start_worker() -> ServiceProcess:
         alive = _nodes_alive(url)
