@@ -52,7 +52,7 @@ def base_episode(work: Path, fmt: str, size: tuple[int, int], seed: int) -> Path
     root = work / f"base-{fmt}-{size[0]}x{size[1]}"
     if not (root / ".done").exists():
         shutil.rmtree(root, ignore_errors=True)
-        generate(fmt, 1, seed, root, size=size, codec="libx264")
+        generate(fmt, 1, seed, root, size=size, variant="libx264")
         (root / ".done").touch()
     return root
 

@@ -220,7 +220,7 @@ def generated(work: Path, name: str, episodes: int, size: tuple[int, int], seed:
     if not (root / ".done").exists():
         shutil.rmtree(root, ignore_errors=True)
         t0 = time.perf_counter()
-        generate(fmt, episodes, seed, root, size=size, **({"codec": codec} if codec else {}))
+        generate(fmt, episodes, seed, root, size=size, variant=codec)
         (root / ".done").touch()
         print(f"  generated {root.name} in {time.perf_counter() - t0:.0f} s", flush=True)
     return root

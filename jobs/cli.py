@@ -39,7 +39,7 @@ def _size(text: str) -> tuple[int, int]:
 
 @app.command()
 def synth(
-    format: str = typer.Option(..., "--format", help="aloha | agibot"),
+    format: str = typer.Option(..., "--format", help="aloha | agibot | galaxea | robotwin"),
     episodes: int = typer.Option(4, "--episodes", min=1),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out"),
@@ -47,13 +47,16 @@ def synth(
     faults: str = typer.Option("", "--faults", help="comma-separated faults given to the last episodes"),
     raw_images_every: int = typer.Option(0, "--raw-images-every",
                                          help="ALOHA: store every k-th episode's images uncompressed"),
+    variant: str = typer.Option(None, "--variant", help="the format's flavour: aloha jpeg|raw, agibot libsvtav1|"
+                                "libx264 (video codec), galaxea mcap|bag (ROS 2 MCAP or ROS 1 bag), robotwin "
+                                "classic|xpolicy (layout); default the first"),
 ) -> None:
     """Write deterministic sample recordings in a robot's raw on-disk format, with ground truth."""
     from synth.generate import generate
 
     try:
         keys = generate(format, episodes, seed, out, _size(size), [f for f in faults.split(",") if f],
-                        raw_images_every)
+                        raw_images_every, variant)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     console.print(f"wrote {len(keys)} {format} episodes to {out} (ground truth in {out / 'ground_truth'})")

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import numpy as np
 
-EPISODE_CONTRACT_VERSION = "1.0"
+EPISODE_CONTRACT_VERSION = "1.1"  # 1.1: depth streams, robot hint on SourceRef
 
 
 class QuarantineError(Exception):
@@ -33,12 +33,15 @@ class SourceRef:
     key: str  # path of the recording relative to root: stable id of the source
     files: tuple[str, ...]  # every file the recording consists of (for hashing and change detection)
     fingerprint: str = ""  # names, sizes and mtimes of those files at discovery: resume compares it
+    robot: str = ""  # robot config the source names (e.g. Galaxea's raw_data_meta.json robotType); "" = format default
 
 
 @dataclass
 class CameraStream:
     """One camera. Either `frames` yields RGB uint8 frames (video arrives as frames, e.g. ALOHA HDF5)
-    or `video_path` points at an mp4 that is kept as is (e.g. AgiBot)."""
+    or `video_path` points at an mp4 that is kept as is (e.g. AgiBot). A depth stream (Episode.depth) yields
+    (H, W) uint16 frames in millimetres, one per joint-clock frame; its role is that of the colour camera it
+    belongs to."""
 
     name: str
     role: str  # top | left_wrist | right_wrist
@@ -72,6 +75,7 @@ class Episode:
     task_name: str | None = None
     recorded_at: datetime | None = None  # timezone-aware start of the recording, see schemas.catalog.EPISODES
     segments: list[SourceSegment] = field(default_factory=list)
+    depth: list[CameraStream] = field(default_factory=list)  # optional depth cameras; ingest keeps them on request
 
     @property
     def num_frames(self) -> int:

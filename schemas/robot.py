@@ -17,16 +17,25 @@ class Camera(BaseModel):
 
 
 class Gripper(BaseModel):
-    """Where a gripper lives in the state vector and which raw value means open."""
+    """Where a gripper lives in the state (and action) vector and which raw values mean open and closed.
+    The action's command may use other units or the opposite polarity (AgiBot: state mm, action 1 = closed)."""
 
     model_config = ConfigDict(extra="forbid")
     state_index: int
     open_value: float
     closed_value: float
+    action_open_value: float | None = None  # default: the state's
+    action_closed_value: float | None = None
 
     def openness(self, raw):
-        """Raw gripper value mapped to 0 = closed, 1 = open, whatever the platform's polarity/units."""
+        """Raw gripper state mapped to 0 = closed, 1 = open, whatever the platform's polarity/units."""
         return (raw - self.closed_value) / (self.open_value - self.closed_value)
+
+    def action_openness(self, raw):
+        """Raw gripper command mapped to 0 = closed, 1 = open."""
+        lo = self.closed_value if self.action_closed_value is None else self.action_closed_value
+        hi = self.open_value if self.action_open_value is None else self.action_open_value
+        return (raw - lo) / (hi - lo)
 
 
 class Segmentation(BaseModel):

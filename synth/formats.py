@@ -39,10 +39,10 @@ def truth_path(out: Path, source_key: str) -> Path:
 
 
 def truth_of(episode: dict) -> dict:
-    """Ground truth of an ingested sample episode (a catalog row): both formats' sample keys are
-    '<task>/<episode>' under the generator's output folder."""
-    uri = Path(episode["source_uri"])
-    return json.loads(truth_path(uri.parents[1], f"{uri.parent.name}/{uri.name}").read_text())
+    """Ground truth of an ingested sample episode (a catalog row): its source URI is the generator's output
+    folder followed by its source key."""
+    uri, key = episode["source_uri"], episode["source_key"]
+    return json.loads(truth_path(Path(uri[: -len(key) - 1]), key).read_text())
 
 
 def write_truth(out: Path, source_key: str, fmt: str, scene: Scene) -> None:

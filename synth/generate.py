@@ -9,26 +9,42 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from synth import galaxea, robotwin
 from synth.faults import FAULTS
 from synth.formats import DOF, FPS, truth_path, write_agibot, write_aloha
 from synth.scene import TASKS, make_scene
 
 log = logging.getLogger(__name__)
-FORMATS = ("aloha", "agibot")
+# format -> writer(out, index, scene, size, rng, variant) -> source key; and each format's variants (default first)
+WRITERS = {
+    "aloha": lambda out, i, scene, size, rng, variant: write_aloha(out, i, scene, size, rng, jpeg=variant != "raw"),
+    "agibot": lambda out, i, scene, size, rng, variant: write_agibot(out, i, scene, size, rng, variant),
+    "galaxea": galaxea.write,
+    "robotwin": robotwin.write,
+}
+VARIANTS = {"aloha": ("jpeg", "raw"), "agibot": ("libsvtav1", "libx264"), "galaxea": galaxea.VARIANTS,
+            "robotwin": robotwin.VARIANTS}
+FORMATS = tuple(WRITERS)
+ALL_FAULTS = {**FAULTS, "galaxea": galaxea.FAULTS, "robotwin": robotwin.FAULTS}
 
 
 def generate(fmt: str, episodes: int, seed: int, out: Path, size: tuple[int, int] = (320, 240),
-             faults: list[str] | None = None, raw_images_every: int = 0, codec: str = "libsvtav1") -> list[str]:
+             faults: list[str] | None = None, raw_images_every: int = 0, variant: str | None = None) -> list[str]:
     """Writes episodes 0..N-1; the last len(faults) of them get one fault each. Returns their source keys.
 
-    Episode i depends only on (seed, i), so a larger N extends a smaller run with the same episodes.
+    `variant` picks a format's flavour (VARIANTS: ALOHA image storage, AgiBot video codec, Galaxea MCAP or ROS 1
+    bag, RoboTwin classic or XPolicyLab layout). Episode i depends only on (seed, i), so a larger N extends a
+    smaller run with the same episodes.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    variant = variant or VARIANTS[fmt][0]
+    if variant not in VARIANTS[fmt]:
+        raise ValueError(f"unknown {fmt} variant {variant!r}; choose one of {VARIANTS[fmt]}")
     faults = list(faults or [])
-    unknown = [f for f in faults if f not in FAULTS[fmt]]
+    unknown = [f for f in faults if f not in ALL_FAULTS[fmt]]
     if unknown:
-        raise ValueError(f"faults {unknown} do not apply to {fmt}; choose from {sorted(FAULTS[fmt])}")
+        raise ValueError(f"faults {unknown} do not apply to {fmt}; choose from {sorted(ALL_FAULTS[fmt])}")
     if len(faults) > episodes:
         raise ValueError(f"{len(faults)} faults need at least as many episodes, got {episodes}")
     out.mkdir(parents=True, exist_ok=True)
@@ -37,15 +53,12 @@ def generate(fmt: str, episodes: int, seed: int, out: Path, size: tuple[int, int
         rng = np.random.default_rng([seed, i])
         task = list(TASKS)[int(rng.integers(len(TASKS)))]
         scene = make_scene(task, FPS[fmt], DOF[fmt], rng)
-        if fmt == "aloha":
-            raw = raw_images_every > 0 and i % raw_images_every == raw_images_every - 1
-            key = write_aloha(out, i, scene, size, rng, jpeg=not raw)
-        else:
-            key = write_agibot(out, i, scene, size, rng, codec)
+        raw = fmt == "aloha" and raw_images_every > 0 and i % raw_images_every == raw_images_every - 1
+        key = WRITERS[fmt](out, i, scene, size, rng, "raw" if raw else variant)
         fault_index = i - (episodes - len(faults))
         if fault_index >= 0:
             fault = faults[fault_index]
-            FAULTS[fmt][fault](out, key, fmt)
+            ALL_FAULTS[fmt][fault](out, key, fmt)
             truth = truth_path(out, key)
             truth.write_text(json.dumps({**json.loads(truth.read_text()), "fault": fault}, indent=1))
         keys.append(key)

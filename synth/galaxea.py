@@ -1,0 +1,8 @@
+"""Sample recordings in the galaxea layout (being written)."""
+
+VARIANTS = ("mcap", "bag")
+FAULTS: dict = {}
+
+
+def write(out, index, scene, size, rng, variant):
+    raise NotImplementedError

@@ -1,0 +1,8 @@
+"""Sample recordings in the robotwin layout (being written)."""
+
+VARIANTS = ("classic", "xpolicy")
+FAULTS: dict = {}
+
+
+def write(out, index, scene, size, rng, variant):
+    raise NotImplementedError
