@@ -21,8 +21,8 @@ ROLE_NAMES = {
     "aloha": {"top": "cam_high", "left_wrist": "cam_left_wrist", "right_wrist": "cam_right_wrist"},
     "agibot": {"top": "head_color", "left_wrist": "hand_left_color", "right_wrist": "hand_right_color"},
 }
-FPS = {"aloha": 50, "agibot": 30}
-DOF = {"aloha": 6, "agibot": 7}
+FPS = {"aloha": 50, "agibot": 30, "galaxea": 15, "robotwin": 15}
+DOF = {"aloha": 6, "agibot": 7, "galaxea": 7, "robotwin": 6}
 JOINT_NOISE, GRIPPER_NOISE = 0.0008, 0.002
 AGIBOT_TASK_BASE, AGIBOT_EPISODE_BASE = 327, 648642
 FIRST_DAY = 1_720_000_000  # epoch seconds (2024-07-03): generated recordings spread over the 3 days from here
@@ -69,7 +69,8 @@ def _leader(x: np.ndarray, rng, sigma: float) -> np.ndarray:
     return np.concatenate([x[1:], x[-1:]]) + rng.normal(0, sigma, x.shape)
 
 
-def write_aloha(out: Path, index: int, scene: Scene, size: tuple[int, int], rng, jpeg: bool = True) -> str:
+def write_aloha(out: Path, index: int, scene: Scene, size: tuple[int, int], rng, jpeg: bool = True,
+                depth: bool = False) -> str:
     """episode_{i}.hdf5 as ALOHA / Mobile ALOHA write it: float32 qpos/qvel/effort/action, no timestamps,
     images either raw (T,H,W,3) or JPEG-50 padded to the episode's longest frame with /compress_len."""
     key = f"{scene.task_name}/episode_{index}.hdf5"
@@ -114,7 +115,8 @@ def write_aloha(out: Path, index: int, scene: Scene, size: tuple[int, int], rng,
     return key
 
 
-def write_agibot(out: Path, index: int, scene: Scene, size: tuple[int, int], rng, codec: str) -> str:
+def write_agibot(out: Path, index: int, scene: Scene, size: tuple[int, int], rng, codec: str,
+                 depth: bool = False) -> str:
     """AgiBot World layout: observations/<task>/<ep>/videos/*.mp4, proprio_stats/<task>/<ep>/proprio_stats.h5
     (int64 ns timestamps, float64 values, empty float32 placeholders) and task_info/task_<task>.json."""
     task_id = AGIBOT_TASK_BASE + list(_TASK_IDS).index(scene.task_name)

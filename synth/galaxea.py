@@ -4,5 +4,5 @@ VARIANTS = ("mcap", "bag")
 FAULTS: dict = {}
 
 
-def write(out, index, scene, size, rng, variant):
+def write(out, index, scene, size, rng, variant, depth=False):
     raise NotImplementedError

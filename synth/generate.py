@@ -15,10 +15,12 @@ from synth.formats import DOF, FPS, truth_path, write_agibot, write_aloha
 from synth.scene import TASKS, make_scene
 
 log = logging.getLogger(__name__)
-# format -> writer(out, index, scene, size, rng, variant) -> source key; and each format's variants (default first)
+# format -> writer(out, index, scene, size, rng, variant, depth) -> source key; each format's variants (default first)
 WRITERS = {
-    "aloha": lambda out, i, scene, size, rng, variant: write_aloha(out, i, scene, size, rng, jpeg=variant != "raw"),
-    "agibot": lambda out, i, scene, size, rng, variant: write_agibot(out, i, scene, size, rng, variant),
+    "aloha": lambda out, i, scene, size, rng, variant, depth: write_aloha(out, i, scene, size, rng,
+                                                                         jpeg=variant != "raw", depth=depth),
+    "agibot": lambda out, i, scene, size, rng, variant, depth: write_agibot(out, i, scene, size, rng, variant,
+                                                                           depth=depth),
     "galaxea": galaxea.write,
     "robotwin": robotwin.write,
 }
@@ -29,12 +31,13 @@ ALL_FAULTS = {**FAULTS, "galaxea": galaxea.FAULTS, "robotwin": robotwin.FAULTS}
 
 
 def generate(fmt: str, episodes: int, seed: int, out: Path, size: tuple[int, int] = (320, 240),
-             faults: list[str] | None = None, raw_images_every: int = 0, variant: str | None = None) -> list[str]:
+             faults: list[str] | None = None, raw_images_every: int = 0, variant: str | None = None,
+             depth: bool = False) -> list[str]:
     """Writes episodes 0..N-1; the last len(faults) of them get one fault each. Returns their source keys.
 
     `variant` picks a format's flavour (VARIANTS: ALOHA image storage, AgiBot video codec, Galaxea MCAP or ROS 1
-    bag, RoboTwin classic or XPolicyLab layout). Episode i depends only on (seed, i), so a larger N extends a
-    smaller run with the same episodes.
+    bag, RoboTwin classic or XPolicyLab layout); `depth` adds the format's depth stream(s). Episode i depends
+    only on (seed, i), so a larger N extends a smaller run with the same episodes.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
@@ -54,7 +57,7 @@ def generate(fmt: str, episodes: int, seed: int, out: Path, size: tuple[int, int
         task = list(TASKS)[int(rng.integers(len(TASKS)))]
         scene = make_scene(task, FPS[fmt], DOF[fmt], rng)
         raw = fmt == "aloha" and raw_images_every > 0 and i % raw_images_every == raw_images_every - 1
-        key = WRITERS[fmt](out, i, scene, size, rng, "raw" if raw else variant)
+        key = WRITERS[fmt](out, i, scene, size, rng, "raw" if raw else variant, depth)
         fault_index = i - (episodes - len(faults))
         if fault_index >= 0:
             fault = faults[fault_index]

@@ -77,3 +77,10 @@ class Renderer:
     def _noisy(self, img: np.ndarray) -> np.ndarray:
         n = self.noise[self.rng.integers(NOISE_BANK)]
         return (img.astype(np.int16) + n).clip(0, 255).astype(np.uint8)
+
+
+def depth_frame(rgb: np.ndarray) -> np.ndarray:
+    """A plausible depth image (uint16 mm) for a rendered view: the table at about 900 mm, darker (arm, objects)
+    pixels nearer. Enough to carry a depth stream end to end; not a geometric model."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.int32)
+    return (900 - (255 - grey) * 2).clip(200, 2000).astype(np.uint16)
