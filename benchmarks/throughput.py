@@ -13,7 +13,7 @@ is what a dedicated core would spend.
   plus a decode-only pass of the same camera, to split the cost into decode (every source frame) and
   resize + encode + stats (exported frames only);
 - annotate, CPU part: annotators.frames.sample_frames (1 Hz x 3 views, at most 12 per view, 320x240 JPEG);
-- driver side: the catalog build from N manifests (read_manifests + build_catalog), the export driver's data
+- driver side: the catalog build from N manifests (build_catalog), the export driver's data
   loop (parquet rows + per-episode stats), and ray.wait over a long list of refs (what as_completed calls once
   per finished task).
 
@@ -124,10 +124,10 @@ def child_sample(out: str, robot: str) -> dict:
 
 
 def child_catalog(out: str, n: int, scratch: str) -> dict:
-    """n manifests (copies of the real ones under `out`, renamed) -> read_manifests + build_catalog."""
-    from pipeline.catalog import build_catalog, read_manifests
+    """n manifests (copies of the real ones under `out`, renamed) -> build_catalog."""
+    from pipeline.catalog import build_catalog, iter_manifests
 
-    real = list(read_manifests(out).values())
+    real = [m for batch in iter_manifests(out) for m in batch]
     scratch_p = Path(scratch)
     shutil.rmtree(scratch_p, ignore_errors=True)
     (scratch_p / "_manifests").mkdir(parents=True)

@@ -29,12 +29,13 @@ from annotators.prompt import DEFAULT_PROMPT, Bounds, RecordingRequest, Span, lo
 from annotators.proposal import Proposal, skeleton_spans
 from annotators.vllm_client import ChatClient, Sampling
 from annotators.vlm import cache_key, propose
-from jobs.runtime import init_ray
+from jobs.runtime import TaskPool, init_ray
 from pipeline.catalog import CATALOG_DIR
 from schemas.robot import load_robot
 
 log = logging.getLogger(__name__)
 BACKENDS = ("vllm", "vllm-inproc", "rules")
+INPROC_ROUND = 2048  # recordings per vllm-inproc round: each round starts its engines once
 
 
 @dataclass
@@ -138,22 +139,27 @@ async def served_model(endpoint: str) -> str:
 
 def _annotate_inproc(out: Path, items, model: str, prompt, frames: FrameSampling, sampling: Sampling, bounds: Bounds,
                      engine: dict, concurrency: int, report: AnnotateReport, progress: bool) -> None:
+    """In rounds of INPROC_ROUND recordings, so the driver holds one round's sampled frames, not the corpus's."""
     from annotators.inproc import propose_batch
 
     sample = ray.remote(num_cpus=1)(sample_frames)
-    todo = {}
-    for (ep, req), fr in zip(items, tqdm(ray.get([sample.remote(ep, frames) for ep, _ in items]),
-                                         desc="sample frames", disable=not progress)):
-        req.frames = fr
-        key = cache_key(req, prompt.version, model, sampling, bounds)
-        if (old := store.reuse(out, req.episode_id, key)) is not None:
-            report.add(old, True)
-        else:
-            todo[key] = req
-    for p in propose_batch(todo, prompt, bounds, sampling, model, engine, concurrency) if todo else []:
-        store.save(out, p)
-        report.add(p, False)
-        report.requests += p.requests
+    for start in range(0, len(items), INPROC_ROUND):
+        round_items = items[start:start + INPROC_ROUND]
+        pool = TaskPool(sample, ((i, (ep, frames)) for i, (ep, _) in enumerate(round_items)), "sample frames",
+                        "recording", len(round_items), progress)
+        todo = {}
+        for i, fr in pool.results():
+            req = round_items[i][1]
+            req.frames = fr
+            key = cache_key(req, prompt.version, model, sampling, bounds)
+            if (old := store.reuse(out, req.episode_id, key)) is not None:
+                report.add(old, True)
+            else:
+                todo[key] = req
+        for p in propose_batch(todo, prompt, bounds, sampling, model, engine, concurrency) if todo else []:
+            store.save(out, p)
+            report.add(p, False)
+            report.requests += p.requests
 
 
 def run_annotate(root: str | Path, backend: str = "rules", endpoint: str | None = None, model: str | None = None,

@@ -11,14 +11,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 import yaml
 from tqdm import tqdm
 
-from jobs.runtime import as_completed, init_ray
+from jobs.runtime import TaskPool, init_ray
 from pipeline import storage
 from pipeline.export_plan import DEFAULT_TEMPLATE, LABEL_SOURCES, batches, plan_export
 from pipeline.export_video import encode_camera
@@ -26,7 +25,7 @@ from pipeline.lerobot_v21 import V21, to_v21
 from pipeline.lerobot_validate import validate_dataset
 from pipeline.lerobot_writer import (DataFiles, aggregate, episode_rows, place_videos, publish, source_signals,
                                      stats_columns, to_table, write_json)
-from pipeline.stats import feature_stats
+from pipeline.stats import StreamingQuantiles, feature_stats
 from schemas import lerobot as lr
 from schemas.robot import load_robot
 
@@ -124,9 +123,10 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
     init_ray()
     task = ray.remote(num_cpus=1)(encode_to)
     max_bytes = 0 if fmt == V21 else int(video_mb * 2**20)  # v2.1: every episode starts its own file
-    futures = {(cam, b): task.remote(batch, cam, f"{parts}/{cam}-b{b:04d}", fps, lr.CODECS[codec],
-                                     size, GOP, CRF, max_bytes)
-               for cam in cams for b, batch in enumerate(groups)}
+    calls = (((cam, b), (batch, cam, f"{parts}/{cam}-b{b:04d}", fps, lr.CODECS[codec], size, GOP, CRF, max_bytes))
+             for cam in cams for b, batch in enumerate(groups))
+    videos = TaskPool(task, calls, f"export {robot_name} video", "batch", len(cams) * len(groups), progress)
+    videos.poll()  # the encodes run while this driver writes the data files
 
     features = {"observation.state": lr.vector_feature(robot.state_names), "action": lr.vector_feature(robot.action_names)}
     for cam in cams:
@@ -144,7 +144,7 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
     subtask_index = {t: i for i, t in enumerate(subtasks)} if subtasks is not None else None
 
     data = DataFiles(staging, schema, int(data_mb * 2**20))
-    rows_meta, numeric = [], {"observation.state": [], "action": []}
+    rows_meta, numeric = [], {"observation.state": StreamingQuantiles(), "action": StreamingQuantiles()}
     index = 0
     signals = None
     for src, ex in tqdm(exports, desc=f"export {robot_name} data", unit="episode", disable=not progress):
@@ -154,15 +154,15 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
         chunk, file = data.add(to_table(rows, schema))
         stats = {k: feature_stats(rows[k], lr.QUANTILES) for k in schema.names}
         for k in numeric:
-            numeric[k].append(rows[k])
+            numeric[k].add(rows[k])
+        videos.poll()
         rows_meta.append({"episode_index": ex.index, "tasks": [ex.task], "length": ex.length,
                           "data/chunk_index": chunk, "data/file_index": file,
                           "dataset_from_index": index, "dataset_to_index": index + ex.length, "stats": stats})
         index += ex.length
     data.close()
 
-    key_of = {ref: k for k, ref in futures.items()}
-    results = {key_of[ref]: r for ref, r in as_completed(list(key_of), f"export {robot_name} video", "batch", progress)}
+    results = dict(videos.results())
     for cam in cams:
         key = f"observation.images.{cam}"
         files = [results[(cam, b)][0] for b in range(len(groups))]
@@ -175,8 +175,7 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
     storage.delete(parts)
 
     feature_keys = [k for k in features if k in rows_meta[0]["stats"]]
-    stats_json = {k: aggregate([r["stats"][k] for r in rows_meta],
-                               np.concatenate(numeric[k]) if k in numeric else None) for k in feature_keys}
+    stats_json = {k: aggregate([r["stats"][k] for r in rows_meta], numeric.get(k)) for k in feature_keys}
     ep_rows = [{**{k: v for k, v in r.items() if k != "stats"}, **stats_columns(r.pop("stats")),
                 "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0} for r in rows_meta]
     meta_path = staging / lr.EPISODES_PATH.format(chunk_index=0, file_index=0)

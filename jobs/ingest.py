@@ -14,11 +14,12 @@ from pathlib import Path
 
 import ray
 
-from jobs.runtime import as_completed, init_ray
+from jobs.runtime import TaskPool, init_ray
 from pipeline import adapters, storage
 from pipeline.catalog import build_catalog, connect, read_manifests
 from pipeline.ingest import config_hash, episode_id, ingest_episode
 from schemas.catalog import CATALOG_VERSION
+from schemas.episode import SourceRef
 from schemas.robot import RobotConfig, load_robot, robot_for_format
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,24 @@ class IngestResult:
     catalog: dict[str, str] = field(default_factory=dict)
 
 
-def _robots(formats: set[str], robot: str | None, ignore_labels: bool) -> dict[str, RobotConfig]:
+def _robots(refs: list[SourceRef], robot: str | None, ignore_labels: bool) -> dict[SourceRef, RobotConfig]:
+    """The robot config of each recording: the one given (recordings of other formats are left out), else the
+    one the source names (SourceRef.robot), else its format's default."""
+    configs: dict[str, RobotConfig] = {}
+
+    def config(name: str, fmt: str) -> RobotConfig:
+        if (name or fmt) not in configs:
+            cfg = load_robot(name) if name else robot_for_format(fmt)
+            if ignore_labels:
+                cfg = cfg.model_copy(update={"segmentation": cfg.segmentation.model_copy(
+                    update={"use_source_labels": False})})
+            configs[name or fmt] = cfg
+        return configs[name or fmt]
+
     if robot:
-        cfg = load_robot(robot)
-        robots = {f: cfg for f in formats if f == cfg.source_format}
-    else:
-        robots = {f: robot_for_format(f) for f in formats}
-    if ignore_labels:
-        robots = {f: r.model_copy(update={"segmentation": r.segmentation.model_copy(update={"use_source_labels": False})})
-                  for f, r in robots.items()}
-    return robots
+        given = config(robot, "")
+        return {r: given for r in refs if r.source_format == given.source_format}
+    return {r: config(r.robot, r.source_format) for r in refs}
 
 
 def summarize(out: str) -> tuple[list[dict], list[dict]]:
@@ -67,12 +76,12 @@ def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None
     Both locations may be local folders or s3:// prefixes."""
     input_dir, out = storage.absolute(input_dir), storage.absolute(out)
     refs = adapters.discover(input_dir, formats)
-    robots = _robots({r.source_format for r in refs}, robot, ignore_labels)
-    refs = [r for r in refs if r.source_format in robots]
+    robots = _robots(refs, robot, ignore_labels)
+    refs = [r for r in refs if r in robots]
     done = read_manifests(out)
     todo = []
     for ref in refs:
-        cfg = robots[ref.source_format]
+        cfg = robots[ref]
         m = done.get(episode_id(cfg.name, ref))
         if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == ref.fingerprint
                 and m.get("robot_config") == config_hash(cfg)):
@@ -82,8 +91,9 @@ def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None
     if todo:
         init_ray(address)
         task = ray.remote(num_cpus=1, max_retries=1)(ingest_episode)
-        pending = [task.remote(ref, robots[ref.source_format], out) for ref in todo]
-        for _, m in as_completed(pending, "ingest", "episode", progress):
+        pool = TaskPool(task, ((ref.key, (ref, robots[ref], out)) for ref in todo), "ingest", "episode",
+                        len(todo), progress)
+        for _, m in pool.results():
             if m["status"] != "ok":
                 log.warning("quarantined %s: %s", m["quarantine"]["source_key"], m["reason"])
     catalog = build_catalog(out)

@@ -1,5 +1,5 @@
-"""Plumbing shared by the jobs: joining or starting Ray, collecting task results with a progress bar, finding a
-free local port, and running a local server process (vLLM, S3, Ray nodes in tests) that is stopped by its PID."""
+"""Plumbing shared by the jobs: joining or starting Ray, running tasks with a bounded window and a progress bar,
+finding a free local port, and running a local server process (vLLM, S3, Ray nodes in tests) stopped by its PID."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +29,46 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
 
 
-def as_completed(refs: list, desc: str, unit: str, progress: bool = True) -> Iterator[tuple[object, object]]:
-    """Yields (ref, result) as Ray tasks finish, advancing a progress bar. Each wait collects everything finished
-    within a second: one wait per task would cost O(pending) each, quadratic over a large job."""
-    remaining = list(refs)
-    with tqdm(total=len(remaining), desc=desc, unit=unit, disable=not progress) as bar:
-        while remaining:
-            ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=1.0)
-            for ref in ready:
-                yield ref, ray.get(ref)
-                bar.update(1)
+class TaskPool:
+    """Runs a Ray task over many calls with at most `window` in flight, so that a million-recording job keeps a
+    bounded number of task specs and results on the driver. `poll()` tops up and collects what finished without
+    waiting (for drivers with work of their own to do meanwhile); `results()` yields the rest as it finishes.
+    Each wait collects everything finished within a second: one wait per task would be quadratic."""
+
+    def __init__(self, task, calls: Iterable[tuple[object, tuple]], desc: str, unit: str, total: int,
+                 progress: bool = True, window: int | None = None):
+        self.task, self.calls = task, iter(calls)
+        self.window = window or max(16, 4 * int(ray.cluster_resources().get("CPU", 1)))
+        self.in_flight: dict = {}  # ref -> key
+        self.done: list[tuple[object, object]] = []
+        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress)
+
+    def _top_up(self) -> None:
+        while len(self.in_flight) < self.window and (call := next(self.calls, None)) is not None:
+            key, args = call
+            self.in_flight[self.task.remote(*args)] = key
+
+    def _collect(self, timeout: float) -> None:
+        ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
+        for ref in ready:
+            self.done.append((self.in_flight.pop(ref), ray.get(ref)))
+            self.bar.update(1)
+
+    def poll(self) -> None:
+        self._top_up()
+        if self.in_flight:
+            self._collect(0)
+
+    def results(self) -> Iterator[tuple[object, object]]:
+        """(key, result) of every call, in completion order; the poll()ed ones first."""
+        while True:
+            self._top_up()
+            yield from self.done
+            self.done = []
+            if not self.in_flight:
+                break
+            self._collect(1.0)
+        self.bar.close()
 
 
 def free_port() -> int:

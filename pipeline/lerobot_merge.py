@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lerobot_writer import DataFiles, aggregate, publish, write_json
+from pipeline.stats import StreamingQuantiles
 from schemas import lerobot as lr
 
 ENCODER_KEYS = {"video.g", "video.crf", "video.preset", "video.fast_decode", "video.video_backend", "video.extra_options"}
@@ -53,7 +54,7 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
     schema = lr.data_schema(features)
     data = DataFiles(staging, schema, int(infos[0]["data_files_size_in_mb"] * 2**20))
     video_count = {k: 0 for k in video_keys}
-    rows, numeric, ep_offset, frame_offset = [], {"observation.state": [], "action": []}, 0, 0
+    rows, numeric, ep_offset, frame_offset = [], {"observation.state": StreamingQuantiles(), "action": StreamingQuantiles()}, 0, 0
     for p, info in zip(inputs, infos):
         task_map = np.array([tasks.index(t) for t in _table_index(p / "meta" / "tasks.parquet", "task")], np.int64)
         sub_map = np.array([subtasks.index(t) for t in _table_index(p / "meta" / "subtasks.parquet", "subtask")], np.int64)
@@ -86,7 +87,7 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
                     (key, e[f"videos/{key}/chunk_index"], e[f"videos/{key}/file_index"])]
             rows.append(row)
             for k in numeric:
-                numeric[k].append(np.stack(part[k].to_numpy(zero_copy_only=False)))
+                numeric[k].add(np.stack(part[k].to_numpy(zero_copy_only=False)))
         ep_offset += info["total_episodes"]
         frame_offset += info["total_frames"]
     data.close()
@@ -96,7 +97,7 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
         return {k[len(prefix):]: np.asarray(v) for k, v in row.items() if k.startswith(prefix)}
 
     stats_features = sorted({k.split("/")[1] for k in rows[0] if k.startswith("stats/")})
-    stats = {f: aggregate([episode_stats(r, f) for r in rows], np.concatenate(numeric[f]) if f in numeric else None)
+    stats = {f: aggregate([episode_stats(r, f) for r in rows], numeric.get(f))
              for f in stats_features}
     meta_path = staging / lr.EPISODES_PATH.format(chunk_index=0, file_index=0)
     meta_path.parent.mkdir(parents=True)

@@ -17,7 +17,7 @@ from pipeline import storage
 from pipeline.export_plan import ExportEpisode, SourceEpisode
 from pipeline.export_video import EpisodeVideo
 from pipeline.lerobot_validate import validate_dataset
-from pipeline.stats import Moments, feature_stats
+from pipeline.stats import Moments, StreamingQuantiles
 from schemas import lerobot as lr
 
 
@@ -107,9 +107,9 @@ def stats_columns(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, list]:
     return {f"stats/{feature}/{k}": v.tolist() for feature, s in stats.items() for k, v in s.items()}
 
 
-def aggregate(per_episode: list[dict[str, np.ndarray]], exact: dict[str, np.ndarray] | None) -> dict[str, list]:
-    """stats.json entry of one feature: exact merged moments; quantiles exact from all frames when given
-    (numeric features), else the count-weighted mean of episode quantiles (lerobot's own rule, for images)."""
+def aggregate(per_episode: list[dict[str, np.ndarray]], frames: StreamingQuantiles | None) -> dict[str, list]:
+    """stats.json entry of one feature: exact merged moments; quantiles from all frames when given (numeric
+    features), else the count-weighted mean of episode quantiles (lerobot's own rule, for images)."""
     moments = None
     for s in per_episode:
         n = int(s["count"][0])
@@ -121,8 +121,8 @@ def aggregate(per_episode: list[dict[str, np.ndarray]], exact: dict[str, np.ndar
     out["count"] = np.array([moments.count])
     for q in lr.QUANTILES:
         key = f"q{int(round(q * 100)):02d}"
-        if exact is not None:
-            out[key] = feature_stats(exact, (q,))[key]
+        if frames is not None:
+            out[key] = frames.quantile(q).reshape(shape)
         else:
             w = np.array([s["count"][0] for s in per_episode], np.float64)
             out[key] = np.tensordot(w / w.sum(), np.stack([s[key] for s in per_episode]), axes=1)

@@ -70,6 +70,34 @@ class QuantileSummary:
         return self.points[int(round(q * SUMMARY_POINTS))]
 
 
+class StreamingQuantiles:
+    """Quantiles over a stream of row blocks in bounded memory: exact while the rows fit one buffer (every dataset
+    under BUFFER_ROWS frames), else buffers summarized as they fill and merged at the end (rank error <= 1/P),
+    with a second merge level past MAX_SUMMARIES buffers (rank error <= 2/P)."""
+
+    BUFFER_ROWS, MAX_SUMMARIES = 2_000_000, 256
+
+    def __init__(self):
+        self.buffer: list[np.ndarray] = []
+        self.rows = 0
+        self.summaries: list[QuantileSummary] = []
+
+    def add(self, x: np.ndarray) -> None:
+        self.buffer.append(np.asarray(x, np.float64).reshape(len(x), -1))
+        self.rows += len(x)
+        if self.rows >= self.BUFFER_ROWS:
+            self.summaries.append(QuantileSummary.of(np.concatenate(self.buffer)))
+            self.buffer, self.rows = [], 0
+            if len(self.summaries) >= self.MAX_SUMMARIES:
+                self.summaries = [QuantileSummary.merge_all(self.summaries)]
+
+    def quantile(self, q: float) -> np.ndarray:
+        if not self.summaries:
+            return np.quantile(np.concatenate(self.buffer), q, axis=0)
+        parts = self.summaries + ([QuantileSummary.of(np.concatenate(self.buffer))] if self.buffer else [])
+        return QuantileSummary.merge_all(parts).quantile(q)
+
+
 def feature_stats(x: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, np.ndarray]:
     """Exact per-dimension stats of one array (rows = frames), in lerobot's stats.json key names."""
     x = np.asarray(x, np.float64).reshape(len(x), -1)

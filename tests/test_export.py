@@ -16,7 +16,7 @@ from jobs.cli import app
 from jobs.export import run_export, run_norm_stats
 from pipeline.export_plan import disjoint
 from pipeline.lerobot_validate import validate_dataset
-from pipeline.stats import QuantileSummary
+from pipeline.stats import QuantileSummary, StreamingQuantiles
 from pipeline.video import decode_frames
 
 from tests.conftest import EXPORT_SIZE as SIZE
@@ -163,6 +163,25 @@ def test_quantile_summaries_merge_within_rank_error():
     for q in (0.01, 0.02, 0.1, 0.5, 0.9, 0.98, 0.99):
         rank = (allx <= merged.quantile(q)).mean(axis=0)
         assert np.all(np.abs(rank - q) <= 0.005), (q, rank)
+
+
+def test_streaming_quantiles_are_exact_in_one_buffer_and_bounded_beyond(monkeypatch):
+    rng = np.random.default_rng(1)
+    blocks = [rng.normal(i, 1 + i, (3000, 2)) for i in range(7)]
+    allx = np.concatenate(blocks)
+    exact = StreamingQuantiles()
+    for b in blocks:
+        exact.add(b)
+    assert np.array_equal(exact.quantile(0.01), np.quantile(allx, 0.01, axis=0))
+    monkeypatch.setattr(StreamingQuantiles, "BUFFER_ROWS", 4000)  # summaries of ~2 blocks, merged twice
+    monkeypatch.setattr(StreamingQuantiles, "MAX_SUMMARIES", 2)
+    bounded = StreamingQuantiles()
+    for b in blocks:
+        bounded.add(b)
+    assert bounded.summaries and bounded.buffer
+    for q in (0.01, 0.1, 0.5, 0.99):
+        rank = (allx <= bounded.quantile(q)).mean(axis=0)
+        assert np.all(np.abs(rank - q) <= 3 / 2000), (q, rank)
 
 
 def test_norm_stats_match_numpy_and_normalize_like_lingbot(exported):

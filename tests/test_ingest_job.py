@@ -198,3 +198,41 @@ def test_joint_range_check_counts_samples_outside_the_limits(ingested, tmp_path)
                                      frames.schema.field("observation.state"), column), frames_path)
     rows = {(r["robot"], r["joint"]): r["out_of_range"] for r in report(connect(root))["joint_ranges"].to_pylist()}
     assert rows[("aloha", "left_elbow")] == 7 and sum(rows.values()) == 7
+
+
+def test_task_pool_keeps_at_most_its_window_in_flight(ray_local):
+    import ray
+
+    from jobs.runtime import TaskPool
+
+    @ray.remote
+    class Gauge:
+        def __init__(self):
+            self.now = self.peak = 0
+
+        def enter(self):
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+        def leave(self):
+            self.now -= 1
+
+        def get_peak(self):
+            return self.peak
+
+    gauge = Gauge.remote()
+
+    def square(x, g):
+        ray.get(g.enter.remote())
+        import time
+        time.sleep(0.05)
+        ray.get(g.leave.remote())
+        return x * x
+
+    pool = TaskPool(ray.remote(num_cpus=0)(square), ((i, (i, gauge)) for i in range(40)), "t", "task", 40,
+                    progress=False, window=3)
+    pool.poll()
+    assert len(pool.in_flight) == 3
+    results = dict(pool.results())
+    assert results == {i: i * i for i in range(40)}
+    assert 1 <= ray.get(gauge.get_peak.remote()) <= 3
