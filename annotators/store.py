@@ -7,10 +7,8 @@ pending, and a retry overwrites the same file, so nothing is ever duplicated. Ol
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from annotators.proposal import Proposal
+from pipeline import storage
 from pipeline.catalog import publish_tables, write_json_atomic
 from schemas.proposals import SORT_KEYS, TABLES, with_version
 
@@ -18,16 +16,16 @@ PROPOSALS_DIR = "_proposals"
 CURRENT = "current.json"
 
 
-def _folder(out: Path, episode_id: str) -> Path:
-    return out / PROPOSALS_DIR / episode_id
+def _folder(out: str, episode_id: str) -> str:
+    return storage.join(out, PROPOSALS_DIR, episode_id)
 
 
-def load(out: Path, episode_id: str, proposal_id: str) -> Proposal | None:
-    path = _folder(out, episode_id) / f"{proposal_id}.json"
-    return Proposal.from_json(json.loads(path.read_text())) if path.exists() else None
+def load(out: str, episode_id: str, proposal_id: str) -> Proposal | None:
+    path = storage.join(_folder(out, episode_id), f"{proposal_id}.json")
+    return Proposal.from_json(storage.read_json(path)) if storage.exists(path) else None
 
 
-def reuse(out: Path, episode_id: str, proposal_id: str) -> Proposal | None:
+def reuse(out: str, episode_id: str, proposal_id: str) -> Proposal | None:
     """The stored answer for this cache key when it is finished (not pending), made current again."""
     old = load(out, episode_id, proposal_id)
     if old is None or old.status == "pending":
@@ -36,22 +34,27 @@ def reuse(out: Path, episode_id: str, proposal_id: str) -> Proposal | None:
     return old
 
 
-def save(out: Path, p: Proposal) -> None:
+def save(out: str, p: Proposal) -> None:
     """Writes the record and makes it the recording's current proposal."""
     folder = _folder(out, p.episode_id)
-    write_json_atomic(folder / f"{p.proposal_id}.json", p.to_json())
-    write_json_atomic(folder / CURRENT, {"proposal_id": p.proposal_id})
+    write_json_atomic(storage.join(folder, f"{p.proposal_id}.json"), p.to_json())
+    write_json_atomic(storage.join(folder, CURRENT), {"proposal_id": p.proposal_id})
 
 
-def build_tables(out: Path) -> dict[str, Path]:
+def build_tables(out: str) -> dict[str, str]:
     rows = {name: [] for name in TABLES}
-    for folder in sorted((out / PROPOSALS_DIR).glob("*")):
-        current_file = folder / CURRENT
-        current = json.loads(current_file.read_text())["proposal_id"] if current_file.exists() else None
-        for path in sorted(folder.glob("*.json")):
-            if path.name == CURRENT:
+    root = storage.join(out, PROPOSALS_DIR)
+    by_episode: dict[str, list[str]] = {}
+    for rel in sorted(storage.list_files(root)):
+        if rel.count("/") == 1 and rel.endswith(".json"):
+            by_episode.setdefault(rel.split("/")[0], []).append(rel.split("/")[1])
+    for episode_id, names in by_episode.items():
+        folder = storage.join(root, episode_id)
+        current = storage.read_json(storage.join(folder, CURRENT))["proposal_id"] if CURRENT in names else None
+        for name in names:
+            if name == CURRENT:
                 continue
-            rec = json.loads(path.read_text())
+            rec = storage.read_json(storage.join(folder, name))
             spans = rec.pop("spans")
             rows["proposals"].append({**rec, "is_current": rec["proposal_id"] == current})
             rows["proposal_spans"] += [{"proposal_id": rec["proposal_id"], "episode_id": rec["episode_id"],

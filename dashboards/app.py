@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import pyarrow as pa
 from dash import Input, Output, dcc, html
 
+from pipeline import storage
 from pipeline.catalog import attach_datasets, connect
 from pipeline.export_plan import pick_labels
 from pipeline.stats_report import report, views_of
@@ -41,7 +42,7 @@ PROPOSAL_SQL = """SELECT p.made_by, p.task, s.start_frame, s.end_frame, s.instru
     WHERE p.is_current AND p.status = 'ok' AND p.episode_id = ? ORDER BY s.start_frame, s.end_frame"""
 
 
-def open_catalog(root: Path, datasets: Path | None) -> duckdb.DuckDBPyConnection:
+def open_catalog(root: str, datasets: str | None) -> duckdb.DuckDBPyConnection:
     con = connect(root)
     if datasets:
         attach_datasets(con, datasets)
@@ -168,7 +169,7 @@ def clip_browser(con: duckdb.DuckDBPyConnection) -> list:
             html.Div(id="timeline", className="timeline"), html.Div(id="label-source", className="note")]
 
 
-def layout(con: duckdb.DuckDBPyConnection, root: Path) -> html.Div:
+def layout(con: duckdb.DuckDBPyConnection, root: str) -> html.Div:
     s = report(con)
     tabs = [("overview", "Overview", overview(s)), ("quality", "Quality", quality(s)),
             ("annotation", "Annotation", annotation(s)), ("clips", "Clip browser", clip_browser(con))]
@@ -220,17 +221,23 @@ def show_episode(app: dash.Dash, con: duckdb.DuckDBPyConnection, episode_id: str
 
 
 def serve_video(con: duckdb.DuckDBPyConnection, episode_id: str, role: str) -> flask.Response:
-    """A camera's mp4 as the catalog lists it (nothing else is served), with Range support so <video> can seek."""
+    """A camera's mp4 as the catalog lists it (nothing else is served), with Range support so <video> can seek.
+    An s3:// video is served from this machine's cached copy."""
     with con.cursor() as cur:
         found = cur.execute(MEDIA_SQL, [episode_id, role]).fetchall()
-    if not found or not Path(found[0][0]).is_file():
+    try:
+        path = storage.local_copy(found[0][0]) if found else None
+    except FileNotFoundError:
+        path = None
+    if path is None or not path.is_file():
         flask.abort(404)
-    return flask.send_file(found[0][0], mimetype="video/mp4", conditional=True)
+    return flask.send_file(path, mimetype="video/mp4", conditional=True)
 
 
 def create_app(root: str | Path, datasets: str | Path | None = None) -> dash.Dash:
-    """The app; every page load and episode choice reads the catalog afresh, so new runs show on reload."""
-    root = Path(root)
+    """The app; every page load and episode choice reads the catalog afresh, so new runs show on reload. ROOT and
+    DATASETS may be s3:// prefixes."""
+    root = storage.absolute(root)
     open_con = partial(open_catalog, root, datasets)
     media_con = open_con()  # also fails early, and clearly, when ROOT has no catalog
     app = dash.Dash(__name__, title="vla-data dashboard", assets_folder=str(Path(__file__).with_name("assets")))
@@ -245,7 +252,7 @@ def create_app(root: str | Path, datasets: str | Path | None = None) -> dash.Das
     return app
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8050, datasets: Path | None = None) -> None:
+def serve(root: str, host: str = "127.0.0.1", port: int = 8050, datasets: str | None = None) -> None:
     """Runs the app on Flask's threaded server until Ctrl-C."""
     app = create_app(root, datasets)
     log.info("dashboard for %s on http://%s:%d/ (Ctrl-C stops it)", root, host, port)

@@ -30,6 +30,7 @@ from annotators.proposal import Proposal, skeleton_spans
 from annotators.vllm_client import ChatClient, Sampling
 from annotators.vlm import cache_key, propose
 from jobs.runtime import TaskPool, init_ray
+from pipeline import storage
 from pipeline.catalog import CATALOG_DIR
 from schemas.robot import load_robot
 
@@ -51,7 +52,7 @@ class AnnotateReport:
     tokens_out: int = 0
     elapsed_s: float = 0.0
     pending: list[tuple[str, str]] = field(default_factory=list)  # (episode_id, reason)
-    tables: dict[str, Path] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
 
     def add(self, p: Proposal, cached: bool) -> None:
         self.recordings += 1
@@ -64,18 +65,18 @@ class AnnotateReport:
             self.pending.append((p.episode_id, p.reason or ""))
 
 
-def read_requests(root: Path, robot: str | None = None, limit: int | None = None) -> list[tuple[dict, RecordingRequest]]:
+def read_requests(root: str, robot: str | None = None, limit: int | None = None) -> list[tuple[dict, RecordingRequest]]:
     """(catalog episode row, request without frames) per recording that has clips, in catalog order."""
-    cat = root / CATALOG_DIR
-    if not (cat / "episodes.parquet").exists():
+    cat = storage.join(root, CATALOG_DIR)
+    if not storage.exists(storage.join(cat, "episodes.parquet")):
         raise FileNotFoundError(f"{root} has no catalog: run `vla-data ingest` into it first")
     clips: dict[str, list[Span]] = {}
-    for c in pq.read_table(cat / "clips.parquet").sort_by([("episode_id", "ascending"),
+    for c in storage.read_table(storage.join(cat, "clips.parquet")).sort_by([("episode_id", "ascending"),
                                                             ("clip_index", "ascending")]).to_pylist():
         clips.setdefault(c["episode_id"], []).append(Span(c["start_frame"], c["end_frame"], c["start_s"], c["end_s"],
                                                           c["clip_id"]))
     out = []
-    for ep in pq.read_table(cat / "episodes.parquet").to_pylist():
+    for ep in storage.read_table(storage.join(cat, "episodes.parquet")).to_pylist():
         if (robot and ep["robot"] != robot) or ep["episode_id"] not in clips:
             continue
         out.append((ep, RecordingRequest(ep["episode_id"], ep["robot"], ep["fps"], ep["duration_s"],
@@ -93,7 +94,7 @@ def _rules_proposal(ep: dict, req: RecordingRequest) -> Proposal:
                     None, task, None, skeleton_spans(req.spans, texts))
 
 
-def _annotate_rules(out: Path, items, report: AnnotateReport, progress: bool) -> None:
+def _annotate_rules(out: str, items, report: AnnotateReport, progress: bool) -> None:
     for ep, req in tqdm(items, desc="annotate (rules)", unit="recording", disable=not progress):
         p = _rules_proposal(ep, req)
         old = store.reuse(out, p.episode_id, p.proposal_id)
@@ -102,7 +103,7 @@ def _annotate_rules(out: Path, items, report: AnnotateReport, progress: bool) ->
         report.add(old or p, old is not None)
 
 
-async def _annotate_http(out: Path, items, client: ChatClient, concurrency: int, prompt, frames: FrameSampling,
+async def _annotate_http(out: str, items, client: ChatClient, concurrency: int, prompt, frames: FrameSampling,
                          sampling: Sampling, bounds: Bounds, report: AnnotateReport, progress: bool) -> None:
     sample = ray.remote(num_cpus=1)(sample_frames)
     # Recordings in flight (their frames in memory): enough to keep `concurrency` requests busy.
@@ -137,7 +138,7 @@ async def served_model(endpoint: str) -> str:
             return (await r.json())["data"][0]["id"]
 
 
-def _annotate_inproc(out: Path, items, model: str, prompt, frames: FrameSampling, sampling: Sampling, bounds: Bounds,
+def _annotate_inproc(out: str, items, model: str, prompt, frames: FrameSampling, sampling: Sampling, bounds: Bounds,
                      engine: dict, concurrency: int, report: AnnotateReport, progress: bool) -> None:
     """In rounds of INPROC_ROUND recordings, so the driver holds one round's sampled frames, not the corpus's."""
     from annotators.inproc import propose_batch
@@ -170,7 +171,7 @@ def run_annotate(root: str | Path, backend: str = "rules", endpoint: str | None 
     """Proposes task and subtask instructions for every recording of the catalog at `root`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    root = Path(root)
+    root = storage.absolute(root)
     items = read_requests(root, robot, limit)
     t0 = time.monotonic()
     if backend == "rules":

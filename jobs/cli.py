@@ -176,7 +176,8 @@ def _table_or_json(format: str) -> str:
 
 @stats_app.command("frames")
 def stats_frames(
-    datasets: Path = typer.Argument(..., help="LeRobot datasets: an export folder (DATASETS/<robot>/) or one dataset"),
+    datasets: str = typer.Argument(..., help="LeRobot datasets: an export folder (DATASETS/<robot>/) or one dataset; "
+                                   "a folder or an s3:// prefix"),
     scheduler: str = typer.Option(None, "--scheduler", help="a Dask scheduler (tcp://HOST:8786), or Ray: ray (the "
                                                             "running one, RAY_ADDRESS or a local one) or ray://HEAD:10001; "
                                                             "default: a local Dask cluster of 2 workers"),
@@ -229,10 +230,11 @@ def _print_sections(sections: dict, format: str) -> None:
 
 @app.command()
 def dashboard(
-    root: Path = typer.Argument(..., help="an ingest output folder"),
+    root: str = typer.Argument(..., help="an ingest output folder or s3:// prefix"),
     port: int = typer.Option(8050, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind; 0.0.0.0 exposes it to the network"),
-    datasets: Path = typer.Option(None, "--datasets", help="also attach the LeRobot datasets under this folder"),
+    datasets: str = typer.Option(None, "--datasets", help="also attach the LeRobot datasets under this folder or "
+                                 "s3:// prefix"),
 ) -> None:
     """Web dashboard: the stats report as charts (overview, quality, annotation) and a clip browser; Ctrl-C stops it."""
     from dashboards.app import serve
@@ -246,7 +248,7 @@ def dashboard(
 
 @app.command()
 def annotate(
-    catalog: Path = typer.Argument(..., help="an ingest output folder; proposals are added to its catalog"),
+    catalog: str = typer.Argument(..., help="an ingest output folder or s3:// prefix; proposals are added to its catalog"),
     backend: str = typer.Option("auto", "--backend",
                                 help="vllm | vllm-inproc | rules; auto = vllm when an endpoint is set, else rules"),
     endpoint: str = typer.Option(None, "--endpoint", envvar="VLA_VLM_ENDPOINT",
@@ -332,8 +334,9 @@ def export(
 
 @app.command("norm-stats")
 def norm_stats(
-    datasets: list[Path] = typer.Argument(..., help="LeRobot v3.0 datasets written by `vla-data export`"),
-    out: Path = typer.Option(..., "--out", help="norm_stats.json to write"),
+    datasets: list[str] = typer.Argument(..., help="LeRobot v3.0 datasets written by `vla-data export` (folders or "
+                                         "s3:// prefixes)"),
+    out: str = typer.Option(..., "--out", help="norm_stats.json to write (a path or an s3:// URI)"),
     relative: str = typer.Option("", "--subtract-state",
                                  help="comma-separated action groups made relative to the state, e.g. arm.position"),
 ) -> None:
@@ -342,29 +345,31 @@ def norm_stats(
 
     from jobs.export import run_norm_stats
 
+    from pipeline import storage
+
     try:
-        result = run_norm_stats(datasets, {g for g in relative.split(",") if g})
+        result = run_norm_stats([storage.local_mirror(d, ("meta", "data")) for d in datasets],
+                                {g for g in relative.split(",") if g})
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)
+    storage.write_bytes(out, json.dumps(result, indent=1).encode())
     console.print(f"norm stats of {result['count']} frames, keys {sorted(result['norm_stats'])} -> {out}")
 
 
 @app.command()
 def merge(
-    datasets: list[Path] = typer.Argument(..., help="LeRobot v3.0 datasets with the same features, then OUT"),
+    datasets: list[str] = typer.Argument(..., help="LeRobot v3.0 datasets with the same features, then OUT (folders "
+                                         "or s3:// prefixes)"),
 ) -> None:
     """Merge LeRobot v3.0 datasets into the last path given, re-indexing episodes, tasks and video files."""
+    from pipeline import storage
     from pipeline.lerobot_merge import merge_datasets
 
     if len(datasets) < 3:
         raise typer.BadParameter("give at least two datasets and an output path")
     try:
-        r = merge_datasets(datasets[:-1], datasets[-1])
+        r = merge_datasets([storage.local_mirror(d) for d in datasets[:-1]], datasets[-1])
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
@@ -373,11 +378,15 @@ def merge(
 
 
 @app.command()
-def validate(dataset: Path = typer.Argument(..., help="a LeRobot v3.0 dataset folder")) -> None:
+def validate(dataset: str = typer.Argument(..., help="a LeRobot v3.0 dataset folder or s3:// prefix")) -> None:
     """Check a LeRobot dataset against the invariants its loaders rely on; exit 1 on any problem."""
+    from pipeline import storage
     from pipeline.lerobot_validate import validate_dataset
 
-    problems = validate_dataset(dataset)
+    try:
+        problems = validate_dataset(storage.local_mirror(dataset))
+    except FileNotFoundError as e:
+        problems = [str(e)]
     for p in problems:
         console.print(f"[red]problem:[/red] {p}")
     if problems:
@@ -397,43 +406,47 @@ def train(
     import subprocess
     import sys
 
+    from pydantic import ValidationError
+
+    from pipeline import storage
+    from trainer.config import load_config
+    from trainer.train import train as run_train
+
+    try:
+        cfg = load_config(config)
+        cfg.localize()  # once here, not in every rank
+    except (FileNotFoundError, ValidationError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "trainer.train", str(config)] + (["--resume"] if resume else []) + \
             (["--stop-at", str(stop_at)] if stop_at else [])
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         raise typer.Exit(subprocess.run(cmd, env=env).returncode)
-    from pydantic import ValidationError
-
-    from trainer.config import load_config
-    from trainer.train import train as run_train
-
-    try:
-        cfg = load_config(config)
-    except (FileNotFoundError, ValidationError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
     rows = run_train(cfg, resume, stop_at)
     if rows:
         step = rows[-1]["step"]
-        done = f"final weights in {cfg.output_dir / 'export'}" if step == cfg.steps else "continue with --resume"
+        done = (f"final weights in {storage.join(cfg.output_dir, 'export')}" if step == cfg.steps
+                else "continue with --resume")
         console.print(f"trained to step {step} of {cfg.steps}: loss {rows[-1]['loss']:.4f}; checkpoints in "
-                      f"{cfg.output_dir / 'checkpoints'}; {done}")
+                      f"{storage.join(cfg.output_dir, 'checkpoints')}; {done}")
 
 
 @app.command("eval")
 def eval_(
-    export: Path = typer.Argument(..., help="OUTPUT_DIR/export of a training run"),
-    dataset: Path = typer.Argument(..., help="a LeRobot dataset with held-out episodes"),
+    export: str = typer.Argument(..., help="OUTPUT_DIR/export of a training run (a folder or s3:// prefix)"),
+    dataset: str = typer.Argument(..., help="a LeRobot dataset with held-out episodes (a folder or s3:// prefix)"),
     episodes: str = typer.Option("", "--episodes", help="comma-separated episode indices (default: all)"),
     every: int = typer.Option(10, "--every", min=1, help="evaluate every N-th frame"),
     norm_stats: Path = typer.Option(None, "--norm-stats", help="default: DATASET/norm_stats.json"),
 ) -> None:
     """Open-loop action error (MSE per joint group, normalized units) of a trained policy."""
+    from pipeline import storage
     from trainer.evaluate import evaluate
 
     try:
-        r = evaluate(export, dataset, norm_stats, [int(e) for e in episodes.split(",") if e] or None, every)
+        r = evaluate(storage.local_mirror(export), storage.local_mirror(dataset), norm_stats, [int(e) for e in episodes.split(",") if e] or None, every)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

@@ -49,7 +49,7 @@ def down(work: Path = WORK) -> None:
 
 
 @app.command()
-def push(catalog: Path = typer.Argument(..., help="an ingest output folder with proposals (vla-data annotate)"),
+def push(catalog: str = typer.Argument(..., help="an ingest output folder or s3:// prefix with proposals (vla-data annotate)"),
          work: Path = WORK, project: str = PROJECT, url: str = URL,
          limit: int = typer.Option(None, "--limit", help="only the first N recordings")) -> None:
     """Queue recordings with their current proposals as Label Studio tasks (idempotent)."""
@@ -66,7 +66,7 @@ def push(catalog: Path = typer.Argument(..., help="an ingest output folder with 
 
 
 @app.command()
-def pull(catalog: Path = typer.Argument(..., help="the catalog the tasks were pushed from"),
+def pull(catalog: str = typer.Argument(..., help="the catalog (folder or s3:// prefix) the tasks were pushed from"),
          work: Path = WORK, project: str = PROJECT, url: str = URL,
          full: bool = typer.Option(False, "--full", help="re-read every annotated task, not only updated ones")) -> None:
     """Read submitted annotations back into the catalog (annotations, annotation_spans tables)."""

@@ -11,7 +11,6 @@ order, as the v3.0 contract has them: an episode's rows are consecutive and in f
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from pipeline import storage
 from pipeline.catalog import joint_limits
 
 log = logging.getLogger(__name__)
@@ -369,30 +369,40 @@ def section_rows(ds: Dataset, spec: Spec, p: Partial | pd.Series) -> dict[str, l
 # ---- datasets, graphs and schedulers --------------------------------------------------------------------------
 
 def find_datasets(path: str | Path) -> list[Dataset]:
-    """The LeRobot datasets at PATH (one, or DATASETS/<name>/ as `vla-data export` writes them)."""
-    path = Path(path)
-    roots = [path] if (path / "meta" / "info.json").exists() else sorted(
-        p.parents[1] for p in path.glob("*/meta/info.json"))
-    if not roots:
+    """The LeRobot datasets at PATH (one, or DATASETS/<name>/ as `vla-data export` writes them), a folder or an
+    s3:// prefix; Dask's workers then read the shards from S3 themselves."""
+    path = storage.absolute(path)
+    listing = storage.list_files(path)
+    prefixes = [""] if "meta/info.json" in listing else sorted(
+        f[: -len("meta/info.json")] for f in listing if f.count("/") == 2 and f.endswith("/meta/info.json"))
+    if not prefixes:
         raise FileNotFoundError(f"{path} holds no LeRobot datasets (DATASETS/<robot>/meta/info.json)")
     limits = joint_limits().to_pylist()
     found = []
-    for root in roots:
-        info = json.loads((root / "meta" / "info.json").read_text())
+    for prefix in prefixes:
+        root = storage.join(path, prefix.rstrip("/")) if prefix else path
+        info = storage.read_json(storage.join(root, "meta", "info.json"))
         joints = tuple(info["features"][STATE]["names"])
         if info["features"][ACTION]["shape"] != [len(joints)]:
             raise ValueError(f"{root}: action and state differ in size; the lag pairs them joint by joint")
         declared = {r["joint"]: (r["lower"], r["upper"]) for r in limits if r["robot"] == info["robot_type"]}
-        files = tuple(str(f) for f in sorted((root / "data").glob("*/*.parquet")))
+        files = tuple(storage.join(path, f) for f in sorted(listing)
+                      if f.startswith(f"{prefix}data/") and f.endswith(".parquet") and f.count("/") == prefix.count("/") + 2)
         if not files:
             raise FileNotFoundError(f"{root} has no data/*/*.parquet")
-        found.append(Dataset(root.name, float(info["fps"]), joints,
+        found.append(Dataset(root.rstrip("/").rsplit("/", 1)[-1], float(info["fps"]), joints,
                              np.array([declared.get(j, (np.nan, np.nan)) for j in joints], np.float64), files))
     return found
 
 
 def read_frames(ds: Dataset, columns: list[str], blocksize) -> dd.DataFrame:
-    return dd.read_parquet(list(ds.files), columns=columns, dtype_backend="pyarrow", blocksize=blocksize)
+    """Local shards in partitions of `blocksize`; S3 ones through pyarrow's S3 filesystem (the endpoint from the
+    environment, as everywhere), which Dask splits by file instead."""
+    if not storage.is_remote(ds.files[0]):
+        return dd.read_parquet(list(ds.files), columns=columns, dtype_backend="pyarrow", blocksize=blocksize)
+    fs, _ = storage.resolve(ds.files[0])
+    return dd.read_parquet([storage.resolve(f)[1] for f in ds.files], columns=columns, dtype_backend="pyarrow",
+                           filesystem=fs)
 
 
 def boxed(df: pd.DataFrame, func: Callable, *args) -> pd.Series:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.lerobot_writer import DataFiles, aggregate, publish, write_json
 from pipeline.stats import StreamingQuantiles
 from schemas import lerobot as lr
@@ -32,7 +34,7 @@ def _table_index(path: Path, column: str) -> list[str]:
 
 
 def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
-    inputs, out = [Path(p) for p in inputs], Path(out)
+    inputs = [Path(p) for p in inputs]
     if len(inputs) < 2:
         raise ValueError("merge needs at least two datasets")
     infos = [json.loads((p / "meta" / "info.json").read_text()) for p in inputs]
@@ -48,7 +50,9 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
     tasks = list(dict.fromkeys(t for p in inputs for t in _table_index(p / "meta" / "tasks.parquet", "task")))
     subtasks = list(dict.fromkeys(t for p in inputs for t in _table_index(p / "meta" / "subtasks.parquet", "subtask")))
 
-    staging = out.parent / f".{out.name}.staging"
+    # assembled next to a local output (same filesystem: publish renames), else in a local temporary folder
+    staging = (Path(tempfile.mkdtemp(prefix="vla-merge-")) if storage.is_remote(out)
+               else Path(out).parent) / f".{Path(str(out).rstrip('/')).name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     schema = lr.data_schema(features)
@@ -113,6 +117,8 @@ def merge_datasets(inputs: list[str | Path], out: str | Path) -> dict:
             "splits": {"train": f"0:{ep_offset}"}}
     write_json(staging / "meta" / "info.json", info)  # last
     publish(staging, out, "merged dataset")
+    if storage.is_remote(out):
+        shutil.rmtree(staging.parent, ignore_errors=True)
     return {"episodes": ep_offset, "frames": frame_offset, "tasks": len(tasks), "path": str(out)}
 
 

@@ -5,15 +5,12 @@ the prediction each started from. Human results override proposals downstream; e
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
-import pyarrow.parquet as pq
 
-from pipeline import review_store
+from pipeline import review_store, storage
 from pipeline.catalog import CATALOG_DIR
 from pipeline.labelstudio_client import LabelStudio
 from pipeline.review_media import ReviewClock
@@ -85,20 +82,21 @@ def parse(ann: dict, prediction: dict | None, clock: ReviewClock, fps: float, cl
     }
 
 
-def _clips(root: Path) -> dict[str, dict[tuple[int, int], str]]:
+def _clips(root: str) -> dict[str, dict[tuple[int, int], str]]:
     out: dict[str, dict[tuple[int, int], str]] = {}
-    for c in pq.read_table(root / CATALOG_DIR / "clips.parquet").to_pylist():
+    for c in storage.read_table(storage.join(root, CATALOG_DIR, "clips.parquet")).to_pylist():
         out.setdefault(c["episode_id"], {})[(c["start_frame"], c["end_frame"])] = c["clip_id"]
     return out
 
 
-def pull(root: Path, client: LabelStudio, project: str, full: bool = False) -> PullReport:
+def pull(root: str, client: LabelStudio, project: str, full: bool = False) -> PullReport:
     """Incremental by the tasks' updated_at (`full` re-reads every annotated task; versions already pulled are
     skipped either way). Nothing is written until the server has answered every call."""
+    root = storage.absolute(root)
     client.check()
     report = PullReport(client.project(project))
     state_file = review_store.state_path(root)
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state = storage.read_json(state_file) if storage.exists(state_file) else {}
     since = None if full or state.get("project_id") != report.project_id else state.get("updated_at")
     ids = client.annotated_since(report.project_id, since)
     tasks = client.export(report.project_id, ids) if ids else []
@@ -122,7 +120,7 @@ def pull(root: Path, client: LabelStudio, project: str, full: bool = False) -> P
         predictions = {p["id"]: p for p in listed}
         for ann in task.get("annotations", []):
             path = review_store.annotation_path(root, eid, ann["id"], ann["updated_at"])
-            if path.exists():
+            if storage.exists(path):
                 continue
             who = ann.get("completed_by")
             annotator = who.get("email") if isinstance(who, dict) else users.get(who, str(who))

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline import review_store
+from pipeline import review_store, storage
 from pipeline.catalog import CATALOG_DIR
 from pipeline.labelstudio_client import LabelStudio, ReviewError, validate_predictions
 from pipeline.review_media import active_clock, render
@@ -37,26 +36,28 @@ class PushReport:
     without_proposal: int = 0
 
 
-def current_proposals(root: Path) -> dict[str, tuple[dict, list[dict]]]:
+def current_proposals(root: str) -> dict[str, tuple[dict, list[dict]]]:
     """episode_id -> (current proposal row, its span rows in order)."""
-    cat = root / CATALOG_DIR
-    if not (cat / "proposals.parquet").exists():
+    cat = storage.join(root, CATALOG_DIR)
+    if not storage.exists(storage.join(cat, "proposals.parquet")):
         raise FileNotFoundError(f"{root} has no proposals: run `vla-data annotate {root}` first "
                                 f"(without a VLM endpoint it proposes from robot signals)")
-    props = {p["proposal_id"]: p for p in pq.read_table(cat / "proposals.parquet").to_pylist()
+    props = {p["proposal_id"]: p for p in storage.read_table(storage.join(cat, "proposals.parquet")).to_pylist()
              if p["is_current"] and p["status"] != "pending"}
     spans: dict[str, list[dict]] = {}
-    for s in pq.read_table(cat / "proposal_spans.parquet").sort_by("span_index").to_pylist():
+    for s in storage.read_table(storage.join(cat, "proposal_spans.parquet")).sort_by("span_index").to_pylist():
         if s["proposal_id"] in props:
             spans.setdefault(s["proposal_id"], []).append(s)
     return {p["episode_id"]: (p, spans.get(pid, [])) for pid, p in props.items()}
 
 
-def push(root: Path, client: LabelStudio, media: Path, project: str = DEFAULT_PROJECT, limit: int | None = None,
+def push(root: str, client: LabelStudio, media: Path, project: str = DEFAULT_PROJECT, limit: int | None = None,
          progress: bool = True) -> PushReport:
-    """`media` is the server's local-files root: review videos go to media/recordings/<episode_id>/."""
+    """`media` is the server's local-files root: review videos go to media/recordings/<episode_id>/. The catalog
+    may be an s3:// prefix; the review media are rendered from its videos onto this machine either way."""
+    root = storage.absolute(root)
     proposals = current_proposals(root)
-    episodes = pq.read_table(root / CATALOG_DIR / "episodes.parquet").to_pylist()
+    episodes = storage.read_table(storage.join(root, CATALOG_DIR, "episodes.parquet")).to_pylist()
     proposed = [e for e in episodes if e["episode_id"] in proposals]
     todo = proposed[:limit]
     client.check()  # a wrong token or a server that is down fails here, before any work

@@ -5,40 +5,43 @@ rewritten: every edit an annotator saves is kept."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from pipeline import storage
 from pipeline.catalog import publish_tables, write_json_atomic
 from schemas.review import SORT_KEYS, TABLES, with_version
 
 REVIEW_DIR = "_review"
 
 
-def task_path(root: Path, episode_id: str) -> Path:
-    return root / REVIEW_DIR / "tasks" / f"{episode_id}.json"
+def task_path(root: str, episode_id: str) -> str:
+    return storage.join(root, REVIEW_DIR, "tasks", f"{episode_id}.json")
 
 
-def annotation_path(root: Path, episode_id: str, annotation_id: int, version: str) -> Path:
-    return root / REVIEW_DIR / "annotations" / episode_id / f"{annotation_id}@{version.replace(':', '')}.json"
+def annotation_path(root: str, episode_id: str, annotation_id: int, version: str) -> str:
+    return storage.join(root, REVIEW_DIR, "annotations", episode_id, f"{annotation_id}@{version.replace(':', '')}.json")
 
 
-def state_path(root: Path) -> Path:
-    return root / REVIEW_DIR / "pull_state.json"
+def state_path(root: str) -> str:
+    return storage.join(root, REVIEW_DIR, "pull_state.json")
 
 
-def task_records(root: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((root / REVIEW_DIR / "tasks").glob("*.json"))}
+def _records(folder: str, depth: int) -> list[dict]:
+    """The JSON records `depth` folders below folder, in path order."""
+    return [storage.read_json(storage.join(folder, rel)) for rel in sorted(storage.list_files(folder))
+            if rel.endswith(".json") and rel.count("/") == depth]
 
 
-def save(path: Path, record: dict) -> None:
+def task_records(root: str) -> dict[str, dict]:
+    return {r["episode_id"]: r for r in _records(storage.join(root, REVIEW_DIR, "tasks"), 0)}
+
+
+def save(path: str, record: dict) -> None:
     write_json_atomic(path, record)
 
 
-def rebuild_tables(root: Path) -> dict[str, Path]:
+def rebuild_tables(root: str) -> dict[str, str]:
     """review_tasks, annotations (is_current: the newest non-cancelled version per recording) and their spans."""
     annotations, spans = [], []
-    for p in sorted((root / REVIEW_DIR / "annotations").glob("*/*.json")):
-        rec = json.loads(p.read_text())
+    for rec in _records(storage.join(root, REVIEW_DIR, "annotations"), 1):
         annotations.append(rec["annotation"])
         spans += rec["spans"]
     current = {}

@@ -9,12 +9,16 @@ S3 (readers see the old or the new object); multi-file outputs commit by writing
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from functools import cache
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 
 def is_remote(uri: str | Path) -> bool:
@@ -61,6 +65,15 @@ def read_bytes(uri: str | Path) -> bytes:
         return f.read()
 
 
+def read_json(uri: str | Path):
+    return json.loads(read_bytes(uri))
+
+
+def read_table(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
+    fs, path = resolve(uri)
+    return pq.read_table(path, columns=columns, filesystem=fs)
+
+
 def write_bytes(uri: str | Path, data: bytes) -> None:
     """Atomic: locally through a temporary file and a rename, on S3 as one PUT."""
     if is_remote(uri):
@@ -92,13 +105,17 @@ def download(uri: str | Path, dest: Path) -> Path:
     return dest
 
 
+def upload_file(local: Path, uri: str | Path) -> None:
+    fs, path = resolve(uri)
+    pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
 def upload_tree(local: Path, uri: str | Path, skip: tuple[str, ...] = ()) -> None:
     """Copies a local folder's files to a location, except those whose relative path is in `skip`."""
-    fs, root = resolve(uri)
     for f in sorted(p for p in local.rglob("*") if p.is_file()):
         rel = f.relative_to(local).as_posix()
         if rel not in skip:
-            pafs.copy_files(str(f), f"{root}/{rel}", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+            upload_file(f, join(uri, rel))
 
 
 def delete(uri: str | Path) -> None:
@@ -109,3 +126,49 @@ def delete(uri: str | Path) -> None:
         fs.delete_dir(path)
     elif kind == pafs.FileType.File:
         fs.delete_file(path)
+
+
+def _cached(uri: str | Path) -> Path:
+    """This machine's cache folder for a remote location: VLA_CACHE, default ~/.cache/vla-data."""
+    root = Path(os.environ.get("VLA_CACHE") or Path.home() / ".cache" / "vla-data")
+    return root / "mirror" / hashlib.sha1(absolute(uri).encode()).hexdigest()[:16]
+
+
+def _refresh(uri: str, local: Path, size: int, mtime: int) -> Path:
+    if not (local.is_file() and local.stat().st_size == size and local.stat().st_mtime_ns == mtime):
+        download(uri, local)
+    return local
+
+
+def local_copy(uri: str | Path) -> Path:
+    """A local path of one file: the file itself, or a cached copy of a remote one (fetched again when changed)."""
+    if not is_remote(uri):
+        return Path(uri)
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"{uri} does not exist")
+    return _refresh(str(uri), _cached(uri) / Path(path).name, info.size, info.mtime_ns or 0)
+
+
+def local_mirror(uri: str | Path, include: tuple[str, ...] = (), must_exist: bool = True) -> Path:
+    """A local folder holding the files of a location (the folder itself when it is local). A remote one is copied
+    into the cache once; later calls copy only files whose size or mtime changed and drop files gone from the
+    source. `include` limits the copy to files below folders of these names (e.g. ("meta", "data") for a LeRobot
+    dataset's tables without its videos), at any depth. An empty or missing location is an error unless
+    `must_exist` is False (an output folder to be)."""
+    if not is_remote(uri):
+        return Path(uri)
+    dest = _cached(uri)
+    wanted = lambda rel: not include or any(f"/{name}/" in f"/{rel}" for name in include)  # noqa: E731
+    listing = {rel: v for rel, v in list_files(uri).items() if wanted(rel)}
+    if not listing and must_exist:
+        raise FileNotFoundError(f"{uri} holds no files" + (f" under {', '.join(include)}" if include else ""))
+    for rel, (size, mtime) in sorted(listing.items()):
+        _refresh(join(uri, rel), dest / rel, size, mtime)
+    dest.mkdir(parents=True, exist_ok=True)
+    for local in [f for f in dest.rglob("*") if f.is_file()]:
+        rel = local.relative_to(dest).as_posix()
+        if wanted(rel) and rel not in listing:
+            local.unlink()
+    return dest

@@ -39,10 +39,13 @@ def truth_path(out: Path, source_key: str) -> Path:
 
 
 def truth_of(episode: dict) -> dict:
-    """Ground truth of an ingested sample episode (a catalog row): its source URI is the generator's output
-    folder followed by its source key."""
-    uri, key = episode["source_uri"], episode["source_key"]
-    return json.loads(truth_path(Path(uri[: -len(key) - 1]), key).read_text())
+    """Ground truth of an ingested sample episode (a catalog row): the generator's output folder is the nearest
+    folder above the recording that holds its ground_truth/ file (ingest may have been given a folder above it)."""
+    uri = Path(episode["source_uri"])
+    for root in uri.parents:
+        if (path := truth_path(root, uri.relative_to(root).as_posix())).exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"no ground truth for {uri} in any folder above it")
 
 
 def write_truth(out: Path, source_key: str, fmt: str, scene: Scene) -> None:

@@ -15,6 +15,7 @@ from synth.generate import generate  # noqa: E402
 
 SEED = 11
 EPISODES = 8
+SAMPLE_FORMATS = ("aloha", "agibot")
 FAULTS = {
     "aloha": {"truncated_hdf5": "unreadable_hdf5", "camera_short": "frame_count_mismatch", "nan_qpos": "non_finite",
               "wrong_joint_dim": "joint_dimension", "empty_episode": "empty_episode"},
@@ -35,7 +36,7 @@ def ray_local():
 def samples(tmp_path_factory) -> Path:
     """raw/aloha and raw/agibot, EPISODES good episodes each at the default camera size."""
     raw = tmp_path_factory.mktemp("samples") / "raw"
-    for fmt in ("aloha", "agibot"):
+    for fmt in SAMPLE_FORMATS:
         generate(fmt, EPISODES, SEED, raw / fmt)
     return raw
 

@@ -20,9 +20,10 @@ from jobs.runtime import ServiceProcess, free_port, http_answers, start_service
 from pipeline import s3_service, storage
 from pipeline.catalog import attach_datasets, connect
 from pipeline.stats_report import report
-from tests.conftest import EPISODES
+from tests.conftest import EPISODES, SAMPLE_FORMATS
 
-RECORDINGS = 2 * EPISODES  # the samples hold both formats
+RECORDINGS = len(SAMPLE_FORMATS) * EPISODES
+ROBOTS = ("aloha", "agibot_g1")
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BUCKET = "vla"
@@ -132,14 +133,24 @@ def test_ray_cluster_yaml_passes_rays_own_validation():
         validate_config(prepare_config(config))
 
 
-@pytest.mark.cluster
-def test_s3_ingest_and_export_on_a_multinode_cluster_match_the_embedded_run(cluster, s3, samples, exported):
+@pytest.fixture(scope="module")
+def remote_run(cluster, s3, samples) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """Ingest then export submitted to the cluster, raw recordings and outputs in S3: s3://vla/{raw,out,lerobot}."""
     url, env, _ = cluster
-    catalog_root, datasets, _ = exported
     os.environ.update(s3.env)  # this process reads the results back
     storage.upload_tree(samples, f"s3://{BUCKET}/raw")
-    r = _submit(url, env, "ingest", f"s3://{BUCKET}/raw", f"s3://{BUCKET}/out")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    ingest = _submit(url, env, "ingest", f"s3://{BUCKET}/raw", f"s3://{BUCKET}/out")
+    assert ingest.returncode == 0, (ingest.stdout + ingest.stderr)[-4000:]
+    export = _submit(url, env, "export", f"s3://{BUCKET}/out", f"s3://{BUCKET}/lerobot", "--codec", "h264",
+                     "--size", "160x120")
+    assert export.returncode == 0, (export.stdout + export.stderr)[-4000:]
+    return ingest, export
+
+
+@pytest.mark.cluster
+def test_s3_ingest_and_export_on_a_multinode_cluster_match_the_embedded_run(remote_run, exported):
+    catalog_root, datasets, _ = exported
+    r = remote_run[0]
     assert "Quarantined: none" in r.stdout and f"s3://{BUCKET}/out/catalog" in r.stdout
     _same_catalog(f"s3://{BUCKET}/out", catalog_root)
     uris = [c["uri"] for cams in _catalog(f"s3://{BUCKET}/out", "episodes")["cameras"].to_pylist() for c in cams]
@@ -148,10 +159,7 @@ def test_s3_ingest_and_export_on_a_multinode_cluster_match_the_embedded_run(clus
     for section in ("recordings", "clip_lengths", "joint_ranges", "quarantine", "funnel"):
         assert remote[section].equals(local[section]), section
 
-    r = _submit(url, env, "export", f"s3://{BUCKET}/out", f"s3://{BUCKET}/lerobot", "--codec", "h264",
-                "--size", "160x120")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    for robot in ("aloha", "agibot_g1"):
+    for robot in ROBOTS:
         remote, local = f"s3://{BUCKET}/lerobot/{robot}", datasets / robot
         files = storage.list_files(remote)
         assert sorted(files) == sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
@@ -170,7 +178,66 @@ def test_s3_ingest_and_export_on_a_multinode_cluster_match_the_embedded_run(clus
         con = connect(root)
         attach_datasets(con, ds)
         answers.append(con.sql(query).fetchall())
-    assert answers[0] == answers[1] and len(answers[0]) == 2
+    assert answers[0] == answers[1] and len(answers[0]) == len(ROBOTS)
+
+
+def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(BIN / "vla-data"), *args], env=env, text=True, capture_output=True, timeout=900, cwd=REPO)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return r
+
+
+@pytest.mark.cluster
+def test_every_command_takes_s3_locations(remote_run, s3, exported, tmp_path):
+    """annotate, validate, norm-stats, merge, stats frames, train, the dashboard's media and the review store, each
+    on the cluster run's S3 outputs, give what they give on the embedded run's local ones."""
+    catalog_root, datasets, _ = exported
+    env = {**os.environ, **s3.env, "VLA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env.pop("VLA_VLM_ENDPOINT", None)
+    out, lerobot = f"s3://{BUCKET}/out", f"s3://{BUCKET}/lerobot"
+
+    _cli("annotate", out, "--backend", "rules", env=env)
+    proposals = pq.read_table(storage.join(out, "catalog", "proposals.parquet"))
+    assert proposals.num_rows == _catalog(out, "episodes").num_rows and all(proposals["is_current"].to_pylist())
+    assert len(storage.list_files(storage.join(out, "_proposals"))) == 2 * proposals.num_rows  # record + current
+
+    _cli("validate", f"{lerobot}/aloha", env=env)
+    _cli("norm-stats", f"{lerobot}/aloha", "--out", f"{lerobot}/aloha/norm_stats.json", "--subtract-state",
+         "arm.position", env=env)
+    _cli("norm-stats", str(datasets / "aloha"), "--out", str(tmp_path / "local_norm_stats.json"), "--subtract-state",
+         "arm.position", env=env)
+    assert storage.read_json(f"{lerobot}/aloha/norm_stats.json") == json.loads((tmp_path / "local_norm_stats.json").read_text())
+
+    _cli("merge", f"{lerobot}/aloha", f"{lerobot}/aloha", f"s3://{BUCKET}/merged", env=env)
+    merged = storage.read_json(f"s3://{BUCKET}/merged/meta/info.json")
+    single = json.loads((datasets / "aloha" / "meta" / "info.json").read_text())
+    assert merged["total_episodes"] == 2 * single["total_episodes"] and merged["total_frames"] == 2 * single["total_frames"]
+
+    remote, local = (json.loads(_cli("stats", "frames", d, "--format", "json", env=env).stdout) for d in (lerobot, str(datasets)))
+    assert remote == local
+
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "datasets": [{"path": f"{lerobot}/aloha"}], "output_dir": f"s3://{BUCKET}/train",
+        "model": {"image_size": 16, "patch_size": 8, "width": 32, "depth": 2, "heads": 2, "max_text_len": 16,
+                  "num_steps": 4},
+        "steps": 2, "micro_batch": 2, "warmup_steps": 1, "num_workers": 0, "save_every": 1, "log_every": 1}))
+    _cli("train", str(config), env=env)
+    run = storage.list_files(f"s3://{BUCKET}/train")
+    assert storage.read_bytes(f"s3://{BUCKET}/train/checkpoints/latest").decode().strip() == "step-00000002"
+    assert {"export/model.safetensors", "metrics.jsonl"} <= set(run) and any(f.startswith("checkpoints/step-00000002/") for f in run)
+
+    os.environ.update(s3.env)
+    from dashboards.app import create_app
+    client = create_app(out).server.test_client()
+    ep = _catalog(out, "episodes").to_pylist()[0]
+    top = next(c["uri"] for c in ep["cameras"] if c["role"] == "top")
+    got = client.get(f"/media/{ep['episode_id']}/top", headers={"Range": "bytes=0-99"})
+    assert got.status_code == 206 and got.data == storage.read_bytes(top)[:100]
+
+    from pipeline import review_store
+    review_store.save(review_store.task_path(out, ep["episode_id"]), {"episode_id": ep["episode_id"], "task_id": 7})
+    assert review_store.task_records(out) == {ep["episode_id"]: {"episode_id": ep["episode_id"], "task_id": 7}}
 
 
 @pytest.mark.cluster

@@ -60,7 +60,7 @@ def _torchrun(config: Path, *args: str) -> None:
 
 
 def _losses(config: Path) -> dict[int, float]:
-    rows = [json.loads(line) for line in (load_config(config).output_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (load_config(config).run_dir / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in rows}
 
 
@@ -73,7 +73,7 @@ def test_two_ranks_learn_and_resume_exactly(datasets, tmp_path):
 
     split = _config(tmp_path, datasets, "split")
     _torchrun(split, "--stop-at", "20")
-    out = load_config(split).output_dir
+    out = load_config(split).run_dir
     assert (out / "checkpoints" / "latest").read_text() == "step-00000020" and not (out / "export").exists()
     _torchrun(split, "--resume")
     b = _losses(split)
@@ -93,7 +93,7 @@ def test_one_process_then_eval_on_held_out_episodes(datasets, tmp_path):
     rows = train(cfg)
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(np.isfinite(r["loss"]) for r in rows)
     assert all(0 <= r["data_wait_fraction"] <= 1 and r["samples_per_s"] > 0 for r in rows)
-    export = load_config(config).output_dir / "export"
+    export = load_config(config).run_dir / "export"
     res = CliRunner().invoke(app, ["eval", str(export), datasets[0]["path"], "--norm-stats",
                                    datasets[0]["norm_stats"], "--episodes", "0,1", "--every", "5"])
     assert res.exit_code == 0, res.output
@@ -113,7 +113,7 @@ def test_tensorboard_scalars_equal_the_metrics_rows(datasets, tmp_path, caplog):
     config = _config(tmp_path, datasets, "tb", steps=4, num_workers=0)
     with caplog.at_level(logging.INFO, logger="trainer"):
         rows = train(load_config(config))
-    out = load_config(config).output_dir
+    out = load_config(config).run_dir
     assert any(m.startswith("TensorBoard logs in") for m in caplog.messages)
     assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == rows
     events = EventAccumulator(str(out / "tensorboard"))
@@ -158,7 +158,7 @@ def test_qwen_prefix_trains_resumes_exports_and_evaluates(datasets, tmp_path):
     split = load_config(_config(tmp_path, datasets, "qwen-split", model=model, steps=3, num_workers=0))
     train(split, stop_at=2)
     assert train(split, resume=True)[0]["loss"] == pytest.approx(rows[2]["loss"], abs=1e-6)
-    export = load_config(config).output_dir / "export"
+    export = load_config(config).run_dir / "export"
     assert json.loads((export / "config.json").read_text())["policy"]["vlm_path"] == str(vlm)
     res = CliRunner().invoke(app, ["eval", str(export), datasets[0]["path"], "--norm-stats",
                                    datasets[0]["norm_stats"], "--episodes", "0", "--every", "10"])

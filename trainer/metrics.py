@@ -15,7 +15,7 @@ class MetricsLog:
     """Scalars go to TensorBoard and W&B as train/<key> at the row's step."""
 
     def __init__(self, cfg: TrainConfig):
-        out = cfg.output_dir
+        out = cfg.run_dir
         out.mkdir(parents=True, exist_ok=True)
         self.path = out / "metrics.jsonl"
         self.tensorboard = self.wandb = None

@@ -17,11 +17,13 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from pipeline import storage
 from trainer import checkpoint
 from trainer.config import TrainConfig, load_config
 from trainer.data import Mixture, ShardDataset
@@ -47,7 +49,7 @@ def lr_lambda(cfg: TrainConfig):
 
 def build_data(cfg: TrainConfig, d: Dist) -> tuple[Mixture, MixtureSampler]:
     size = (cfg.model.image_size, cfg.model.image_size)
-    mixture = Mixture([ShardDataset(s.path, s.stats_path, cfg.norm_mode, size, cfg.model.chunk, cfg.model.action_dim,
+    mixture = Mixture([ShardDataset(s.local_path, s.stats_path, cfg.norm_mode, size, cfg.model.chunk, cfg.model.action_dim,
                                     exclude_episodes=tuple(s.holdout_episodes)) for s in cfg.datasets])
     sampler = MixtureSampler(mixture.sizes, [s.weight for s in cfg.datasets], seed=cfg.seed, rank=d.rank,
                              world_size=d.world)
@@ -98,7 +100,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
 
 
 def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist, metrics: MetricsLog | None) -> list[dict]:
-    out = cfg.output_dir
+    out = cfg.run_dir
     mixture, sampler = build_data(cfg, d)
     model = build_model(cfg, d)
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -148,13 +150,29 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, d: Dist, metrics
                 log.info("step %d loss %.5f lr %.2e grad %.3f %.1f samples/s data wait %.0f%%", step, row["loss"],
                          row["lr"], grad_norm, row["samples_per_s"], 100 * row["data_wait_fraction"])
         if step % cfg.save_every == 0 or step == last:
-            checkpoint.save(out / "checkpoints", step, model, optim, {
+            saved = checkpoint.save(out / "checkpoints", step, model, optim, {
                 "step": step, "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}, d)
+            if d.main and storage.is_remote(cfg.output_dir):
+                _upload_checkpoint(out, saved, cfg.output_dir)
     if step == cfg.steps:
         checkpoint.export(model, {"policy": cfg.model.model_dump(), "norm_mode": cfg.norm_mode,
                                   "datasets": [s.model_dump(mode="json") for s in cfg.datasets]}, out / "export", d)
+        if d.main and storage.is_remote(cfg.output_dir):
+            storage.upload_tree(out / "export", storage.join(cfg.output_dir, "export"))
     return rows
+
+
+def _upload_checkpoint(run_dir: Path, saved: Path, output_dir: str) -> None:
+    """A checkpoint's files, the metrics so far, then the `latest` pointer last: a resume that finds the
+    pointer finds the whole checkpoint it names."""
+    storage.upload_tree(saved, storage.join(output_dir, saved.relative_to(run_dir).as_posix()))
+    for f in sorted(run_dir.rglob("*")):
+        rel = f.relative_to(run_dir)
+        if f.is_file() and rel.parts[0] not in ("checkpoints", "export"):
+            storage.upload_file(f, storage.join(output_dir, rel.as_posix()))
+    pointer = saved.parent / checkpoint.LATEST
+    storage.write_bytes(storage.join(output_dir, pointer.relative_to(run_dir).as_posix()), pointer.read_bytes())
 
 
 def main(argv: list[str] | None = None) -> None:
