@@ -6,6 +6,7 @@ instructions the export would use (pipeline.export_plan)."""
 from __future__ import annotations
 
 import logging
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -220,11 +221,11 @@ def show_episode(app: dash.Dash, con: duckdb.DuckDBPyConnection, episode_id: str
             f"{len(spans)} spans, instructions from {source.replace('_', ' ')}; task: {task}")
 
 
-def serve_video(con: duckdb.DuckDBPyConnection, episode_id: str, role: str) -> flask.Response:
+def serve_video(con: duckdb.DuckDBPyConnection, lock: threading.Lock, episode_id: str, role: str) -> flask.Response:
     """A camera's mp4 as the catalog lists it (nothing else is served), with Range support so <video> can seek.
     An s3:// video is served from this machine's cached copy."""
-    with con.cursor() as cur:
-        found = cur.execute(MEDIA_SQL, [episode_id, role]).fetchall()
+    with lock:  # one connection for all request threads: a cursor would not see an S3 catalog's registered views
+        found = con.execute(MEDIA_SQL, [episode_id, role]).fetchall()
     try:
         path = storage.local_copy(found[0][0]) if found else None
     except FileNotFoundError:
@@ -248,7 +249,7 @@ def create_app(root: str | Path, datasets: str | Path | None = None) -> dash.Das
     def choose_episode(episode_id: str | None) -> tuple:
         return show_episode(app, open_con(), episode_id)
 
-    app.server.add_url_rule("/media/<episode_id>/<role>", "media", partial(serve_video, media_con))
+    app.server.add_url_rule("/media/<episode_id>/<role>", "media", partial(serve_video, media_con, threading.Lock()))
     return app
 
 

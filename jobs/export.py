@@ -23,8 +23,8 @@ from pipeline.export_plan import DEFAULT_TEMPLATE, LABEL_SOURCES, batches, plan_
 from pipeline.export_video import encode_camera
 from pipeline.lerobot_v21 import V21, to_v21
 from pipeline.lerobot_validate import validate_dataset
-from pipeline.lerobot_writer import (DataFiles, aggregate, episode_rows, place_videos, publish, source_signals,
-                                     stats_columns, to_table, write_json)
+from pipeline.lerobot_writer import (GRIPPER_CONVENTION, DataFiles, aggregate, episode_rows, gripper_openness,
+                                     place_videos, publish, source_signals, stats_columns, to_table, write_json)
 from pipeline.stats import StreamingQuantiles, feature_stats
 from schemas import lerobot as lr
 from schemas.robot import load_robot
@@ -149,7 +149,7 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
     signals = None
     for src, ex in tqdm(exports, desc=f"export {robot_name} data", unit="episode", disable=not progress):
         if signals is None or signals[0] is not src:
-            signals = (src, source_signals(src))
+            signals = (src, gripper_openness(source_signals(src), robot))
         rows = episode_rows(src, signals[1], ex, index, task_index[ex.task], subtask_index)
         chunk, file = data.add(to_table(rows, schema))
         stats = {k: feature_stats(rows[k], lr.QUANTILES) for k in schema.names}
@@ -201,6 +201,8 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
         "data_files_size_in_mb": data_mb, "video_files_size_in_mb": video_mb, "fps": fps,
         "splits": {"train": f"0:{len(exports)}"}, "data_path": lr.DATA_PATH, "video_path": lr.VIDEO_PATH,
         "features": features,
+        "gripper_convention": {**GRIPPER_CONVENTION, "joints": [robot.state_names[g.state_index]
+                                                               for g in robot.grippers.values()]},
     }
     write_json(staging / "meta" / "info.json", info)  # last: a folder without info.json is not a dataset
     if fmt == V21:

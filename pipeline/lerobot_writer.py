@@ -27,6 +27,21 @@ def source_signals(src: SourceEpisode) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.stack(table[c].to_numpy(zero_copy_only=False)).astype(np.float32) for c in table.column_names)
 
 
+def gripper_openness(signals: tuple[np.ndarray, np.ndarray], robot) -> tuple[np.ndarray, np.ndarray]:
+    """(state, action) with every gripper as openness, 0 = closed ... 1 = open, whatever the platform's raw units
+    and polarity (AgiBot state mm and action 1 = closed, Galaxea 0..100, ALOHA and RoboTwin already 0..1): one
+    convention across robots, so that effector.position means the same in every dataset (GRIPPER_CONVENTION)."""
+    state, action = (x.copy() for x in signals)
+    for g in robot.grippers.values():
+        state[:, g.state_index] = g.openness(state[:, g.state_index])
+        action[:, g.state_index] = g.action_openness(action[:, g.state_index])
+    return state, action
+
+
+GRIPPER_CONVENTION = {"unit": "openness", "closed": 0.0, "open": 1.0,
+                      "note": "every gripper in observation.state and action, converted from the robot's raw values"}
+
+
 def episode_rows(src: SourceEpisode, signals: tuple[np.ndarray, np.ndarray], ex: ExportEpisode, first_index: int,
                  task_index: int, subtask_index: dict[str, int] | None) -> dict[str, np.ndarray]:
     """One exported episode's frames: state and action of the chosen source frames, re-timed at a constant

@@ -17,6 +17,7 @@ from jobs.export import run_export, run_norm_stats
 from pipeline.export_plan import disjoint
 from pipeline.lerobot_validate import validate_dataset
 from pipeline.stats import QuantileSummary, StreamingQuantiles
+from schemas.robot import load_robot
 from pipeline.video import decode_frames
 
 from tests.conftest import EXPORT_SIZE as SIZE
@@ -54,22 +55,37 @@ def test_layout_and_invariants(exported):
         assert not list(out.glob(".*"))  # no staging or old folders left
 
 
-def test_values_equal_the_catalog_exactly(exported):
+def test_values_equal_the_catalog_with_grippers_as_openness(exported):
     catalog, _, reports = exported
     clips = pq.read_table(catalog / "catalog" / "clips.parquet").to_pylist()
     episodes = {e["episode_id"]: e for e in pq.read_table(catalog / "catalog" / "episodes.parquet").to_pylist()}
     for robot, r in reports.items():
-        data = _data(r.path)
+        data, robot_cfg = _data(r.path), load_robot(robot)
         mine = [c for c in clips if c["robot"] == robot]
         mine.sort(key=lambda c: (episodes[c["episode_id"]]["source_key"], c["clip_index"]))
         assert len(mine) == r.episodes
         for i, c in enumerate(mine):
             frames = pq.read_table(episodes[c["episode_id"]]["frames_uri"])
-            src = np.stack(frames["observation.state"].to_numpy(zero_copy_only=False))[c["start_frame"]:c["end_frame"]]
+            raw = [np.stack(frames[k].to_numpy(zero_copy_only=False))[c["start_frame"]:c["end_frame"]]
+                   for k in ("observation.state", "action")]
             rows = data.filter(pc.equal(data["episode_index"], i))
-            np.testing.assert_array_equal(np.stack(rows["observation.state"].to_numpy(zero_copy_only=False)), src)
-            src_a = np.stack(frames["action"].to_numpy(zero_copy_only=False))[c["start_frame"]:c["end_frame"]]
-            np.testing.assert_array_equal(np.stack(rows["action"].to_numpy(zero_copy_only=False)), src_a)
+            got = [np.stack(rows[k].to_numpy(zero_copy_only=False)) for k in ("observation.state", "action")]
+            grip = [g.state_index for g in robot_cfg.grippers.values()]
+            arm = [j for j in range(raw[0].shape[1]) if j not in grip]
+            for exported_, recorded in zip(got, raw):
+                np.testing.assert_array_equal(exported_[:, arm], recorded[:, arm])  # joints exactly as recorded
+            for gr in robot_cfg.grippers.values():  # grippers: 0 = closed, 1 = open on every robot
+                j = gr.state_index
+                np.testing.assert_allclose(got[0][:, j], (raw[0][:, j] - gr.closed_value) / (gr.open_value - gr.closed_value), rtol=1e-6)
+            assert got[0][:, grip].min() > -0.1 and got[0][:, grip].max() < 1.1
+        # the command follows the measurement in the same convention, whatever the raw action's polarity (AgiBot's
+        # raw command is 1 = closed: left raw, it would sit about 1 away from the state)
+        state, action = (np.stack(data[k].to_numpy(zero_copy_only=False)) for k in ("observation.state", "action"))
+        grip = [g.state_index for g in robot_cfg.grippers.values()]
+        assert np.abs(state[:, grip] - action[:, grip]).mean() < 0.05
+        info = json.loads((r.path / "meta" / "info.json").read_text())
+        assert info["gripper_convention"]["closed"] == 0.0 and info["gripper_convention"]["open"] == 1.0
+        assert info["gripper_convention"]["joints"] == [robot_cfg.state_names[g.state_index] for g in robot_cfg.grippers.values()]
 
 
 def _psnr(a, b):

@@ -16,8 +16,10 @@ from jobs.annotate import run_annotate
 from jobs.export import run_export
 from pipeline.export_plan import DEFAULT_TEMPLATE, PLACEHOLDER_SUBTASK, PLACEHOLDER_TASK
 from pipeline.lerobot_validate import validate_dataset
+from pipeline.lerobot_writer import gripper_openness
 from schemas import proposals as P
 from schemas import review as R
+from schemas.robot import load_robot
 
 from tests.conftest import EXPORT_SIZE as SIZE
 
@@ -145,7 +147,10 @@ def _episodes(root):
 
 
 def _state(ep_row):
-    return np.stack(pq.read_table(ep_row["frames_uri"])["observation.state"].to_numpy(zero_copy_only=False))
+    """The recording's state as exported: grippers as openness."""
+    t = pq.read_table(ep_row["frames_uri"])
+    raw = tuple(np.stack(t[k].to_numpy(zero_copy_only=False)) for k in ("observation.state", "action"))
+    return gripper_openness(raw, load_robot(ep_row["robot"]))[0]
 
 
 def test_clip_episodes_follow_review_then_vlm_then_source_labels_then_rules(labeled, tmp_path):
