@@ -107,7 +107,8 @@ def test_classic_state_is_the_target_and_action_the_next_one(batch):
     np.testing.assert_array_equal(ep.action, vector[1:].astype(np.float32))
     assert ep.num_frames == len(vector) - 1 and sum(1 for _ in ep.cameras[0].frames()) == ep.num_frames
     np.testing.assert_allclose(ep.timestamps, np.arange(ep.num_frames) / 15)
-    assert ep.task_name == ref.key.split("/")[0] and ep.recorded_at.year == 2024
+    seen = json.loads((raw / "classic" / ref.files[1]).read_text())["seen"]
+    assert ep.task_name == seen[0] and " " in ep.task_name and ep.recorded_at.year == 2024  # the instruction
     assert ROBOT.grippers["left"].openness(ep.state[0, 6]) == 1.0  # the scene starts with open grippers
 
 
@@ -120,9 +121,10 @@ def test_xpolicy_state_and_action_are_taken_as_given(batch):
         n = len(left)
         np.testing.assert_array_equal(ep.state[:, :6], left)
         np.testing.assert_array_equal(ep.action[:, 13], f["action/right_ee_joint_states"][()].ravel())
+        seen = json.loads(f["instructions"][()])
     assert ep.num_frames == n and [c.name for c in ep.cameras] == ROBOT.camera_names
     np.testing.assert_array_equal(ep.action[:-1], ep.state[1:])  # XPolicyLab's action is the next frame's state
-    assert ep.task_name == ref.key.split("/")[1]
+    assert ep.task_name == seen[0] and " " in ep.task_name
 
 
 @pytest.mark.parametrize("layout", list(SEEDS))

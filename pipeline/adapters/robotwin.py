@@ -10,6 +10,7 @@ its key the path below it."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,5 +154,20 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
                             frames=_stream(path, layout.depth(c.name), f"{c.name}_depth", n, _millimetres))
                for c in depths],
         content_hash=common.content_hash(ref), adapter_version=VERSION,
-        task_name=ref.key.split("/")[layout.task_part], recorded_at=common.file_time(path),
+        task_name=_instruction(ref, path) or ref.key.split("/")[layout.task_part], recorded_at=common.file_time(path),
     )
+
+
+def _instruction(ref: SourceRef, path: Path) -> str | None:
+    """The episode's first 'seen' instruction (the instruction json, else the file's /instructions string): the
+    task text a policy trains on, like AgiBot's task_name; the task folder name when there is none."""
+    try:
+        if len(ref.files) > 1:
+            seen = json.loads((Path(ref.root) / ref.files[1]).read_text())
+            seen = seen.get("seen", []) if isinstance(seen, dict) else seen
+        else:
+            with h5py.File(path, "r") as f:
+                seen = json.loads(f["instructions"][()]) if "instructions" in f else []
+    except (OSError, ValueError) as e:
+        raise QuarantineError("bad_instructions", f"instructions of {ref.key}: {e}") from e
+    return str(seen[0]).strip() if seen else None
