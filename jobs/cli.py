@@ -47,6 +47,7 @@ def synth(
     faults: str = typer.Option("", "--faults", help="comma-separated faults given to the last episodes"),
     raw_images_every: int = typer.Option(0, "--raw-images-every",
                                          help="ALOHA: store every k-th episode's images uncompressed"),
+    depth: bool = typer.Option(False, "--depth", help="also write the format's depth stream(s)"),
     variant: str = typer.Option(None, "--variant", help="the format's flavour: aloha jpeg|raw, agibot libsvtav1|"
                                 "libx264 (video codec), galaxea mcap|bag (ROS 2 MCAP or ROS 1 bag), robotwin "
                                 "classic|xpolicy (layout); default the first"),
@@ -56,7 +57,7 @@ def synth(
 
     try:
         keys = generate(format, episodes, seed, out, _size(size), [f for f in faults.split(",") if f],
-                        raw_images_every, variant)
+                        raw_images_every, variant, depth)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     console.print(f"wrote {len(keys)} {format} episodes to {out} (ground truth in {out / 'ground_truth'})")
@@ -71,12 +72,13 @@ def ingest(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)"),
     ignore_source_labels: bool = typer.Option(False, "--ignore-source-labels",
                                               help="cut clips from robot signals even where the source has labels"),
+    depth: bool = typer.Option(False, "--depth", help="keep the sources' depth streams (lossless; large)"),
 ) -> None:
     """Validate, de-idle and cut raw recordings into clips on Ray; write the catalog."""
     from jobs.ingest import run_ingest
 
     try:
-        r = run_ingest(input, out, format or None, robot, address, ignore_labels=ignore_source_labels)
+        r = run_ingest(input, out, format or None, robot, address, ignore_labels=ignore_source_labels, depth=depth)
     except (FileNotFoundError, ValueError, LookupError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
@@ -314,6 +316,8 @@ def export(
     template: str = typer.Option("{task}: {subtask}", "--task-template",
                                  help="clip task string when the clip has a subtask instruction"),
     format: str = typer.Option("v3.0", "--format", help="v3.0 | v2.1 (per-episode layout for openpi / older LingBot)"),
+    depth: bool = typer.Option(False, "--depth", help="add the depth cameras kept by `ingest --depth` (lossless "
+                               "12-bit HEVC in mm, is_depth_map)"),
 ) -> None:
     """Write LeRobot datasets (one per robot) from the catalog's clips, reviews and proposals, validated and published
     atomically."""
@@ -321,7 +325,7 @@ def export(
 
     try:
         reports = run_export(catalog, out, robot, episode_unit, codec, _size(size) if size else None, template,
-                             fmt=format)
+                             fmt=format, depth=depth)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

@@ -78,7 +78,7 @@ def lingbot_robot_config(robot, video_keys: dict[str, str]) -> dict:
 def _video_shape(sources, camera: str, size: tuple[int, int] | None) -> tuple[int, int]:
     if size:
         return size[1], size[0]
-    shapes = {(c["height"], c["width"]) for s in sources for c in s.cameras if c["name"] == camera}
+    shapes = {(c["height"], c["width"]) for s in sources for c in s.cameras + s.depth_cameras if c["name"] == camera}
     if len(shapes) != 1:
         raise ValueError(f"camera {camera} has several sizes {sorted(shapes)}: pass --size WxH")
     return shapes.pop()
@@ -99,7 +99,7 @@ def encode_to(sources, camera: str, stem: str, *args) -> tuple[list[str], list]:
 
 def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, codec: str, size: tuple[int, int] | None,
                  template: str, batch_frames: int, video_mb: float, data_mb: float, progress: bool,
-                 fmt: str = lr.CODEBASE_VERSION) -> ExportReport | None:
+                 fmt: str = lr.CODEBASE_VERSION, depth: bool = False) -> ExportReport | None:
     robot = load_robot(robot_name)
     planned = plan_export(catalog, robot_name, unit, template)
     sources = [s for s in planned if s.exports]
@@ -118,20 +118,26 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
     (staging / "tmp").mkdir(parents=True)
     cams = {c.name: c.role for c in robot.cameras}
     video_keys = {role: f"observation.images.{name}" for name, role in cams.items()}
+    depths = sorted(set.intersection(*({c["name"] for c in s.depth_cameras} for s in sources))) if depth else []
+    if depth and not depths:  # a dataset's features are the same for every episode: depth from all or none
+        log.warning("%s: no depth camera that every recording has (ingest with --depth): exported without depth",
+                    robot_name)
+    videos_of = {**{c: False for c in cams}, **{d: True for d in depths}}  # camera -> is depth
 
     groups = batches(sources, batch_frames)
     init_ray()
     task = ray.remote(num_cpus=1)(encode_to)
     max_bytes = 0 if fmt == V21 else int(video_mb * 2**20)  # v2.1: every episode starts its own file
-    calls = (((cam, b), (batch, cam, f"{parts}/{cam}-b{b:04d}", fps, lr.CODECS[codec], size, GOP, CRF, max_bytes))
-             for cam in cams for b, batch in enumerate(groups))
-    videos = TaskPool(task, calls, f"export {robot_name} video", "batch", len(cams) * len(groups), progress)
+    calls = (((cam, b), (batch, cam, f"{parts}/{cam}-b{b:04d}", fps, lr.CODECS[codec], size, GOP, CRF, max_bytes,
+                         is_depth)) for cam, is_depth in videos_of.items() for b, batch in enumerate(groups))
+    videos = TaskPool(task, calls, f"export {robot_name} video", "batch", len(videos_of) * len(groups), progress)
     videos.poll()  # the encodes run while this driver writes the data files
 
     features = {"observation.state": lr.vector_feature(robot.state_names), "action": lr.vector_feature(robot.action_names)}
-    for cam in cams:
+    for cam, is_depth in videos_of.items():
         h, w = _video_shape(sources, cam, size)
-        features[f"observation.images.{cam}"] = lr.video_feature(h, w, fps, codec, GOP, CRF)
+        features[f"observation.images.{cam}"] = (lr.depth_feature(h, w, fps, GOP) if is_depth
+                                                 else lr.video_feature(h, w, fps, codec, GOP, CRF))
     features |= lr.DEFAULT_FEATURES
     if unit == "recording":
         features["subtask_index"] = {"dtype": "int64", "shape": [1], "names": None}
@@ -163,7 +169,7 @@ def export_robot(catalog: str, out: str | Path, robot_name: str, unit: str, code
     data.close()
 
     results = dict(videos.results())
-    for cam in cams:
+    for cam in videos_of:
         key = f"observation.images.{cam}"
         files = [results[(cam, b)][0] for b in range(len(groups))]
         columns = place_videos(staging, key, files, [results[(cam, b)][1] for b in range(len(groups))], fps)
@@ -223,7 +229,7 @@ def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, u
                codec: str = "av1", size: tuple[int, int] | None = None, template: str = DEFAULT_TEMPLATE,
                batch_frames: int = 20_000, video_mb: float = lr.VIDEO_FILES_SIZE_IN_MB,
                data_mb: float = lr.DATA_FILES_SIZE_IN_MB, progress: bool = True,
-               fmt: str = lr.CODEBASE_VERSION) -> list[ExportReport]:
+               fmt: str = lr.CODEBASE_VERSION, depth: bool = False) -> list[ExportReport]:
     catalog, out = storage.absolute(catalog), storage.absolute(out)
     if codec not in lr.CODECS:
         raise ValueError(f"codec must be one of {sorted(lr.CODECS)}, got {codec!r}")
@@ -235,8 +241,8 @@ def run_export(catalog: str | Path, out: str | Path, robot: str | None = None, u
         if robot not in robots:
             raise ValueError(f"robot {robot!r} is not in the catalog (it has {robots})")
         robots = [robot]
-    reports = [export_robot(catalog, out, r, unit, codec, size, template, batch_frames, video_mb, data_mb, progress, fmt)
-               for r in robots]
+    reports = [export_robot(catalog, out, r, unit, codec, size, template, batch_frames, video_mb, data_mb, progress, fmt,
+                            depth) for r in robots]
     return [r for r in reports if r]
 
 

@@ -70,9 +70,11 @@ def summarize(out: str) -> tuple[list[dict], list[dict]]:
 
 
 def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None = None, robot: str | None = None,
-               address: str | None = None, progress: bool = True, ignore_labels: bool = False) -> IngestResult:
+               address: str | None = None, progress: bool = True, ignore_labels: bool = False,
+               depth: bool = False) -> IngestResult:
     """Ingests every recording under input_dir that is new or changed (files or robot config) since the
-    last run into out; `ignore_labels` cuts clips from robot signals even where the source has labels.
+    last run into out; `ignore_labels` cuts clips from robot signals even where the source has labels; `depth`
+    keeps the sources' depth streams (a rerun with another setting re-ingests).
     Both locations may be local folders or s3:// prefixes."""
     input_dir, out = storage.absolute(input_dir), storage.absolute(out)
     refs = adapters.discover(input_dir, formats)
@@ -84,14 +86,14 @@ def run_ingest(input_dir: str | Path, out: str | Path, formats: list[str] | None
         cfg = robots[ref]
         m = done.get(episode_id(cfg.name, ref))
         if not (m and m.get("catalog_version") == CATALOG_VERSION and m["fingerprint"] == ref.fingerprint
-                and m.get("robot_config") == config_hash(cfg)):
+                and m.get("robot_config") == config_hash(cfg) and bool(m.get("depth")) == depth):
             todo.append(ref)
     log.info("%d recordings found under %s, %d already ingested, %d to do", len(refs), input_dir,
              len(refs) - len(todo), len(todo))
     if todo:
         init_ray(address)
         task = ray.remote(num_cpus=1, max_retries=1)(ingest_episode)
-        pool = TaskPool(task, ((ref.key, (ref, robots[ref], out)) for ref in todo), "ingest", "episode",
+        pool = TaskPool(task, ((ref.key, (ref, robots[ref], out, depth)) for ref in todo), "ingest", "episode",
                         len(todo), progress)
         for _, m in pool.results():
             if m["status"] != "ok":
@@ -110,9 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--robot", help="robot config name or path (default: the format's own)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else in-process)")
     p.add_argument("--ignore-source-labels", action="store_true", help="cut clips from signals even where labelled")
+    p.add_argument("--depth", action="store_true", help="keep the sources' depth streams")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    r = run_ingest(a.input, a.out, a.formats, a.robot, a.address, ignore_labels=a.ignore_source_labels)
+    r = run_ingest(a.input, a.out, a.formats, a.robot, a.address, ignore_labels=a.ignore_source_labels, depth=a.depth)
     for row in r.per_robot:
         log.info("%s: %d episodes, %.3f h, %d clips, %.1f static s dropped", row["robot"], row["episodes"],
                  row["hours"], row["clips"], row["static_s"])

@@ -44,7 +44,7 @@ def iter_manifests(out: str | Path, batch: int = 2000) -> Iterator[list[dict]]:
 
 def read_manifests(out: str | Path) -> dict[str, dict]:
     """The resume state: episode id -> what ingest compares (fingerprint, robot config, catalog version, status)."""
-    keep = ("catalog_version", "fingerprint", "robot_config", "status")
+    keep = ("catalog_version", "fingerprint", "robot_config", "status", "depth")
     return {m["episode_id"]: {k: m.get(k) for k in keep} for ms in iter_manifests(out) for m in ms}
 
 

@@ -51,6 +51,7 @@ class SourceEpisode:
     exports: list[ExportEpisode]  # empty when every reviewed span is unusable
     labels: str  # one of LABEL_SOURCES
     unusable: int  # reviewed spans left out
+    depth_cameras: list[dict] = field(default_factory=list)  # kept by `ingest --depth`
 
 
 def _task(ep: dict, robot: str) -> tuple[str, bool]:
@@ -136,7 +137,7 @@ def plan_export(catalog_root: str | Path, robot: str, unit: str, template: str =
                                          [sub or PLACEHOLDER_SUBTASK for *_, sub in spans], placeholder))
             n += 1
         sources.append(SourceEpisode(eid, ep["fps"], ep["frames_uri"], ep["cameras"], ep["state_names"],
-                                     ep["action_names"], exports, labels, unusable))
+                                     ep["action_names"], exports, labels, unusable, ep.get("depth_cameras") or []))
     return sources
 
 

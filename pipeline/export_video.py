@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from pipeline.export_plan import SourceEpisode
-from pipeline.stats import image_stats
-from pipeline.video import Mp4Writer, decode_frames
+from pipeline.stats import depth_stats, image_stats
+from pipeline.video import DEPTH_EXPORT, DEPTH_MAX_MM, Mp4Writer, decode_frames
 from schemas.lerobot import QUANTILES
 
 MAX_STAT_SAMPLES = 100  # frames per episode sampled for image stats, as lerobot does for short episodes
@@ -27,15 +27,18 @@ class EpisodeVideo:
     stats: dict
 
 
-def _resize(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or (rgb.shape[1], rgb.shape[0]) == size:
-        return rgb
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+def _resize(img: np.ndarray, size: tuple[int, int] | None, depth: bool = False) -> np.ndarray:
+    if size is None or (img.shape[1], img.shape[0]) == size:
+        return img
+    # depth: nearest, so no millimetre value is invented between a near and a far surface
+    return cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if depth else cv2.INTER_AREA)
 
 
 def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps: int, codec: str,
-                  size: tuple[int, int] | None, gop: int, crf: int, max_bytes: int) -> tuple[list[str], list[EpisodeVideo]]:
-    """Writes <out_stem>-<part>.mp4 files; returns their paths and where each exported episode landed."""
+                  size: tuple[int, int] | None, gop: int, crf: int, max_bytes: int,
+                  depth: bool = False) -> tuple[list[str], list[EpisodeVideo]]:
+    """Writes <out_stem>-<part>.mp4 files; returns their paths and where each exported episode landed. A depth
+    camera (depth=True) goes to lossless 12-bit HEVC, millimetres clipped to DEPTH_MAX_MM; `codec` is ignored."""
     files: list[str] = []
     results: list[EpisodeVideo] = []
     writer: Mp4Writer | None = None
@@ -43,11 +46,13 @@ def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps:
     def new_file() -> Mp4Writer:
         path = f"{out_stem}-{len(files):04d}.mp4"
         files.append(path)
+        if depth:
+            return Mp4Writer(path, fps, DEPTH_EXPORT[0], gop=gop, pix_fmt=DEPTH_EXPORT[1])
         return Mp4Writer(path, fps, codec, gop=gop, crf=crf)
 
     try:
         for src in sources:
-            uri = next(c["uri"] for c in src.cameras if c["name"] == camera)
+            uri = next(c["uri"] for c in src.cameras + src.depth_cameras if c["name"] == camera)
             wanted = {}  # source frame index -> (export episode, position in it)
             for ex in src.exports:
                 pos = 0
@@ -58,7 +63,8 @@ def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps:
             samples: dict[int, list[np.ndarray]] = {}
             starts: dict[int, EpisodeVideo] = {}
             frames = iter(sorted(wanted))
-            for i, (_, rgb) in zip(frames, decode_frames(uri, keep=wanted.__contains__)):
+            decoded = decode_frames(uri, keep=wanted.__contains__, format="gray16le" if depth else "rgb24")
+            for i, (_, rgb) in zip(frames, decoded):
                 ex, pos = wanted[i]
                 if pos == 0:  # an episode begins: roll over to a new file when this one is full
                     if writer is None or Path(files[-1]).stat().st_size >= max_bytes:
@@ -66,13 +72,16 @@ def encode_camera(sources: list[SourceEpisode], camera: str, out_stem: str, fps:
                             writer.close()
                         writer = new_file()
                     starts[ex.index] = EpisodeVideo(ex.index, len(files) - 1, writer.frames, ex.length, {})
-                frame = _resize(rgb, size)
+                frame = _resize(rgb, size, depth)
+                if depth:
+                    frame = np.minimum(frame, DEPTH_MAX_MM)
                 writer.write(frame)
                 step = max(1, ex.length // MAX_STAT_SAMPLES)
                 if pos % step == 0:  # a copy: a view would pin the whole frame
                     samples.setdefault(ex.index, []).append(frame[::2, ::2].copy())
                 if pos == ex.length - 1:  # summarized as soon as it ends: memory stays flat over long sources
-                    starts[ex.index].stats = image_stats(samples.pop(ex.index), QUANTILES)
+                    summarize = depth_stats if depth else image_stats
+                    starts[ex.index].stats = summarize(samples.pop(ex.index), QUANTILES)
             missing = [ex.index for ex in src.exports if ex.index not in starts or not starts[ex.index].stats]
             if missing:
                 raise RuntimeError(f"{uri}: ended before the frames of exported episodes {missing}")

@@ -24,7 +24,7 @@ from pipeline.motion import VisualMotion
 from pipeline.segment import cut_clips
 from pipeline.static import static_mask, static_spans
 from pipeline.validate import check_frame_counts, validate_signals
-from pipeline.video import Mp4Writer, codec_of, decode_frames
+from pipeline.video import DEPTH_ARCHIVE, Mp4Writer, codec_of, decode_frames
 from schemas.catalog import CATALOG_VERSION, frames_schema, with_version
 from schemas.episode import CameraStream, Episode, QuarantineError, SourceRef
 from schemas.robot import RobotConfig
@@ -78,7 +78,20 @@ def _camera_pass(ep: Episode, cam: CameraStream, staging: Path) -> tuple[dict, n
     return info, motion.scores
 
 
-def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
+def _depth_pass(ep: Episode, cam: CameraStream, staging: Path) -> dict:
+    """Archives one depth stream losslessly (every millimetre value kept) as <name>.mkv."""
+    uri, frames, shape = staging / f"{cam.name}.mkv", 0, (0, 0)
+    with Mp4Writer(uri, ep.fps, DEPTH_ARCHIVE[0], pix_fmt=DEPTH_ARCHIVE[1]) as writer:
+        for mm in cam.frames():
+            if mm.dtype != np.uint16 or mm.ndim != 2:
+                raise QuarantineError("bad_depth", f"{cam.name} frame {frames}: {mm.dtype} {mm.shape}, not uint16 (H, W)")
+            writer.write(mm)
+            frames, shape = frames + 1, mm.shape
+    return {"name": cam.name, "role": cam.role, "uri": str(uri), "encoded_by_ingest": True, "num_frames": frames,
+            "width": shape[1], "height": shape[0], "codec": DEPTH_ARCHIVE[0]}
+
+
+def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str, depth: bool = False) -> dict:
     validate_signals(ep, robot)
     final = out / "episodes" / eid
     staging = out / "episodes" / f".{eid}.staging"
@@ -86,7 +99,8 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
     staging.mkdir(parents=True)
     try:
         cams, scores = zip(*(_camera_pass(ep, cam, staging) for cam in ep.cameras))
-        check_frame_counts(ep.num_frames, {c["name"]: c["num_frames"] for c in cams})
+        depths = [_depth_pass(ep, cam, staging) for cam in ep.depth] if depth else []
+        check_frame_counts(ep.num_frames, {c["name"]: c["num_frames"] for c in cams + tuple(depths)})
         visual = np.max(np.stack(scores), axis=0)
         static = static_mask(ep.state, visual, robot)
         clips = cut_clips(ep.state, static, ep.segments, robot)
@@ -106,6 +120,7 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
         }, schema=schema)
         pq.write_table(table, staging / "frames.parquet")
         cams = [{**c, "uri": str(final / Path(c["uri"]).name) if c["encoded_by_ingest"] else c["uri"]} for c in cams]
+        depths = [{**c, "uri": str(final / Path(c["uri"]).name)} for c in depths]
         if final.exists():
             shutil.rmtree(final)
         os.rename(staging, final)
@@ -124,7 +139,8 @@ def _process(ep: Episode, robot: RobotConfig, out: Path, eid: str) -> dict:
             "recorded_at": round(ep.recorded_at.timestamp() * 1e6) if ep.recorded_at else None,
             "fps": fps, "num_frames": n, "duration_s": n / fps, "static_s": static_s,
             "active_s": n / fps - static_s, "num_clips": len(clips), "state_names": ep.state_names,
-            "action_names": ep.action_names, "cameras": list(cams), "frames_uri": str(final / "frames.parquet"),
+            "action_names": ep.action_names, "cameras": list(cams), "depth_cameras": depths,
+            "frames_uri": str(final / "frames.parquet"),
         },
         "clips": [{
             "clip_id": f"{eid}-{i:03d}", "episode_id": eid, "robot": robot.name, "clip_index": i,
@@ -151,17 +167,19 @@ def _rebase(manifest: dict, old: str, new: str) -> None:
     ep = manifest["episode"]
     ep["frames_uri"] = move(ep["frames_uri"])
     ep["cameras"] = [{**c, "uri": move(c["uri"])} for c in ep["cameras"]]
+    ep["depth_cameras"] = [{**c, "uri": move(c["uri"])} for c in ep["depth_cameras"]]
 
 
-def ingest_episode(ref: SourceRef, robot: RobotConfig, out: str | Path) -> dict:
+def ingest_episode(ref: SourceRef, robot: RobotConfig, out: str | Path, depth: bool = False) -> dict:
     """Processes one recording and writes its manifest (the resume marker). Never raises for bad input:
     the episode is quarantined with its reason instead. Remote (s3://) recordings are read from a node-local
-    copy; a remote output gets the episode's files first and its manifest last."""
+    copy; a remote output gets the episode's files first and its manifest last. `depth` keeps the source's
+    depth streams (off by default: they are large)."""
     eid = episode_id(robot.name, ref)
     with tempfile.TemporaryDirectory(prefix="vla-ingest-") as tmp:
         local_ref = _localize(ref, Path(tmp) / "source") if storage.is_remote(ref.root) else ref
         local_out = Path(tmp) / "out" if storage.is_remote(out) else Path(out)
-        manifest = _ingest(ref, local_ref, robot, local_out, eid)
+        manifest = _ingest(ref, local_ref, robot, local_out, eid, depth)
         if manifest["status"] == "ok":
             _rebase(manifest, local_ref.root, ref.root)
         if storage.is_remote(out):
@@ -173,12 +191,12 @@ def ingest_episode(ref: SourceRef, robot: RobotConfig, out: str | Path) -> dict:
     return manifest
 
 
-def _ingest(ref: SourceRef, local_ref: SourceRef, robot: RobotConfig, out: Path, eid: str) -> dict:
+def _ingest(ref: SourceRef, local_ref: SourceRef, robot: RobotConfig, out: Path, eid: str, depth: bool) -> dict:
     manifest = {"catalog_version": CATALOG_VERSION, "episode_id": eid, "fingerprint": ref.fingerprint,
-                "robot_config": config_hash(robot)}
+                "robot_config": config_hash(robot), "depth": depth}
     try:
         episode = adapters.read(local_ref, robot)
-        manifest |= {"status": "ok", **_process(dataclasses.replace(episode, source=ref), robot, out, eid)}
+        manifest |= {"status": "ok", **_process(dataclasses.replace(episode, source=ref), robot, out, eid, depth)}
     except QuarantineError as e:
         manifest |= {"status": "quarantined", "code": e.code, "reason": e.detail}
     except Exception as e:  # a bug or an unforeseen defect must not stop the batch; it is reported as such

@@ -126,3 +126,12 @@ def image_stats(frames: list[np.ndarray], quantiles: tuple[float, ...]) -> dict[
             lo, hi = np.searchsorted(cdf, np.floor(pos), side="right"), np.searchsorted(cdf, np.ceil(pos), side="right")
             out[f"q{int(round(q * 100)):02d}"][c] = values[lo] + (pos - np.floor(pos)) * (values[hi] - values[lo])
     return {**{k: v.reshape(3, 1, 1) for k, v in out.items()}, "count": np.array([len(frames)])}
+
+
+def depth_stats(frames: list[np.ndarray], quantiles: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Stats of sampled depth frames (uint16 mm) in the units a loader sees them (value / 4095, in [0, 1]), shaped
+    (3, 1, 1) like an image's so that lerobot's stats aggregation accepts them; count = number of frames."""
+    x = np.concatenate([f.ravel() for f in frames]).astype(np.float64) / 4095.0
+    out = {"min": x.min(), "max": x.max(), "mean": x.mean(), "std": x.std(),
+           **{f"q{int(round(q * 100)):02d}": np.quantile(x, q) for q in quantiles}}
+    return {**{k: np.full((3, 1, 1), v) for k, v in out.items()}, "count": np.array([len(frames)])}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-CATALOG_VERSION = "1.1"  # 1.1: episodes.recorded_at
+CATALOG_VERSION = "1.2"  # 1.1: episodes.recorded_at; 1.2: episodes.depth_cameras
 
 CAMERA = pa.struct(
     [
@@ -44,6 +44,8 @@ EPISODES = pa.schema(
         ("state_names", pa.list_(pa.string())),
         ("action_names", pa.list_(pa.string())),
         ("cameras", pa.list_(CAMERA)),
+        # depth streams kept by `ingest --depth` (uint16 mm, lossless FFV1 .mkv); empty otherwise
+        ("depth_cameras", pa.list_(CAMERA)),
         ("frames_uri", pa.string()),
     ]
 )

@@ -39,6 +39,14 @@ def video_feature(height: int, width: int, fps: int, codec: str, gop: int, crf: 
     }
 
 
+def depth_feature(height: int, width: int, fps: int, gop: int) -> dict:
+    """A depth camera: lossless 12-bit HEVC whose gray values are millimetres (0 = no reading, at most 4095)."""
+    feature = video_feature(height, width, fps, "hevc", gop, 0)
+    feature["info"] |= {"video.pix_fmt": "gray12le", "video.channels": 1, "video.crf": None, "video.preset": None,
+                        "video.is_depth_map": True, "is_depth_map": True, "depth_unit": "mm"}
+    return feature
+
+
 def vector_feature(names: list[str]) -> dict:
     return {"dtype": "float32", "shape": [len(names)], "names": list(names)}
 

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from pipeline.video import Mp4Writer
-from synth.render import Renderer
+from synth.render import Renderer, depth_frame
 from synth.scene import ARMS, Scene, forward
 
 ROLE_NAMES = {
@@ -86,7 +86,10 @@ def write_aloha(out: Path, index: int, scene: Scene, size: tuple[int, int], rng,
     effort = (np.gradient(qvel, axis=0) * 5 + rng.normal(0, 0.05, qvel.shape)).astype(np.float32)
     names = ROLE_NAMES["aloha"]
     frames = {names[r]: [] for r in names}
+    depths = []  # Cobot Magic's images_depth: the top camera's, uint16 mm
     for views in Renderer(scene, *size, rng).frames():
+        if depth:
+            depths.append(depth_frame(views["top"]))
         for role, img in views.items():
             # The real recorders hand RGB arrays to cv2.imencode (which assumes BGR): we do the same.
             frames[names[role]].append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 50])[1].ravel()
@@ -113,6 +116,8 @@ def write_aloha(out: Path, index: int, scene: Scene, size: tuple[int, int], rng,
         else:
             for cam, imgs in frames.items():
                 img.create_dataset(cam, data=np.stack(imgs), chunks=(1, size[1], size[0], 3))
+        if depth:
+            obs.create_dataset(f"images_depth/{names['top']}", data=np.stack(depths), chunks=(1, size[1], size[0]))
     os.utime(path, (recording_start(index),) * 2)  # the format keeps no clock: ingest takes the file's mtime
     write_truth(out, key, "aloha", scene)
     return key
@@ -128,10 +133,15 @@ def write_agibot(out: Path, index: int, scene: Scene, size: tuple[int, int], rng
     vdir = out / "observations" / key / "videos"
     names = ROLE_NAMES["agibot"]
     writers = {role: Mp4Writer(vdir / f"{cam}.mp4", FPS["agibot"], codec) for role, cam in names.items()}
+    ddir = out / "observations" / key / "depth"
+    if depth:
+        ddir.mkdir(parents=True, exist_ok=True)
     try:
-        for views in Renderer(scene, *size, rng).frames():
+        for t, views in enumerate(Renderer(scene, *size, rng).frames()):
             for role, img in views.items():
                 writers[role].write(img)
+            if depth:  # one 16-bit PNG per frame of the head camera, in mm
+                cv2.imwrite(str(ddir / f"head_depth_{t:06d}.png"), depth_frame(views["top"]))
     finally:
         for w in writers.values():
             w.close()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 
@@ -21,6 +22,7 @@ STATE = ("state/joint/position", "state/effector/position")
 ACTION = ("action/joint/position", "action/effector/position")
 
 
+DEPTH = re.compile(r"^(?:(.+)/)?observations/([^/]+)/([^/]+)/depth/head_depth_?\d+\.png$")
 PROPRIO = re.compile(r"^(?:(.+)/)?proprio_stats/([^/]+)/([^/]+)/proprio_stats\.h5$")
 VIDEO = re.compile(r"^(?:(.+)/)?observations/([^/]+)/([^/]+)/videos/[^/]+\.mp4$")
 
@@ -28,9 +30,9 @@ VIDEO = re.compile(r"^(?:(.+)/)?observations/([^/]+)/([^/]+)/videos/[^/]+\.mp4$"
 def discover(root: str, files: list[str]) -> list[SourceRef]:
     """Episodes of every AgiBot World dataset root (a folder holding proprio_stats/) at or below root, from the
     listing of root. A ref's root is its dataset root and its key the native '<task_id>/<episode_id>'."""
-    videos: dict[tuple, list[str]] = {}
+    videos: dict[tuple, list[str]] = {}  # and head depth PNGs: they belong to the episode too
     for f in files:
-        if m := VIDEO.match(f):
+        if m := VIDEO.match(f) or DEPTH.match(f):
             videos.setdefault(m.groups(), []).append(f[len(m[1]) + 1:] if m[1] else f)
     refs = []
     for f in files:
@@ -72,6 +74,13 @@ def _stack(f: h5py.File, names: tuple[str, ...]) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def _png(path: Path) -> np.ndarray:
+    mm = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mm is None or mm.dtype != np.uint16 or mm.ndim != 2:
+        raise QuarantineError("corrupt_image", f"{path.name}: not a 16-bit single-channel PNG")
+    return mm
+
+
 def read(ref: SourceRef, robot: RobotConfig) -> Episode:
     root = Path(ref.root)
     task_id, episode_id = ref.key.split("/")
@@ -93,6 +102,10 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
         if not video.exists():
             raise QuarantineError("missing_camera", f"no videos/{cam.name}.mp4")
         cameras.append(CameraStream(cam.name, cam.role, video_path=str(video)))
+    pngs = sorted((root / "observations" / ref.key / "depth").glob("head_depth*.png"))
+    if pngs and len(pngs) != state.shape[0]:
+        raise QuarantineError("frame_count_mismatch", f"{state.shape[0]} joint samples but {len(pngs)} head depth PNGs")
+    depth = [CameraStream("head_depth", "top", frames=lambda: (_png(p) for p in pngs))] if pngs else []
     info = _labels(root, task_id, episode_id)
     segments = [SourceSegment(int(a["start_frame"]), int(a["end_frame"]), str(a.get("action_text", "")),
                               str(a.get("skill", ""))) for a in info.get("label_info", {}).get("action_config", [])]
@@ -101,6 +114,6 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
         timestamps=(stamps - stamps[0]) / 1e9 if len(stamps) else stamps.astype(np.float64),
         state=state, action=action, state_names=robot.state_names, action_names=robot.action_names,
         cameras=cameras, content_hash=common.content_hash(ref), adapter_version=VERSION,
-        task_name=info.get("task_name"), segments=segments,
+        task_name=info.get("task_name"), segments=segments, depth=depth,
         recorded_at=datetime.fromtimestamp(stamps[0] / 1e9, UTC) if len(stamps) else common.file_time(proprio),
     )

@@ -44,6 +44,18 @@ def _frames(path: Path, cam: str):
     return gen
 
 
+def _depth(path: Path, cam: str):
+    """Streams one camera's depth (Cobot Magic's /observations/images_depth/<cam>, uint16 mm)."""
+
+    def gen():
+        with h5py.File(path, "r") as f:
+            data = f[f"observations/images_depth/{cam}"]
+            for i in range(data.shape[0]):
+                yield np.asarray(data[i], np.uint16)
+
+    return gen
+
+
 def read(ref: SourceRef, robot: RobotConfig) -> Episode:
     path = Path(ref.root) / ref.key
     try:
@@ -52,6 +64,8 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
             action = np.asarray(f["action"][()], np.float32)
             images = f["observations/images"]
             lengths = {c.name: images[c.name].shape[0] for c in robot.cameras if c.name in images}
+            depth = f.get("observations/images_depth", {})
+            depths = [(c, depth[c.name].shape[0]) for c in robot.cameras if c.name in depth]
     except KeyError as e:
         raise QuarantineError("missing_dataset", str(e)) from e
     except OSError as e:
@@ -62,10 +76,11 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
             raise QuarantineError("missing_camera", f"no /observations/images/{cam.name}")
         cameras.append(CameraStream(cam.name, cam.role, frames=_frames(path, cam.name)))
     n = qpos.shape[0] if qpos.ndim == 2 else 0
-    check_frame_counts(n, lengths)
+    check_frame_counts(n, lengths | {f"{c.name} depth": k for c, k in depths})
     return Episode(
         source=ref, robot=robot.name, fps=robot.fps, timestamps=np.arange(n) / robot.fps, state=qpos,
         action=action, state_names=robot.state_names, action_names=robot.action_names, cameras=cameras,
         content_hash=common.content_hash(ref), adapter_version=VERSION, task_name=path.parent.name,
         recorded_at=common.file_time(path),
+        depth=[CameraStream(f"{c.name}_depth", c.role, frames=_depth(path, c.name)) for c, _ in depths],
     )
