@@ -59,6 +59,7 @@ class RobotConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     source_format: str
+    format_default: bool = False  # the config for this format's recordings that name no robot (else first by name)
     fps: float
     cameras: list[Camera]
     state_names: list[str]
@@ -107,9 +108,8 @@ def load_robot(name_or_path: str | Path) -> RobotConfig:
 
 
 def robot_for_format(source_format: str) -> RobotConfig:
-    """The default robot config of a source format (the first config declaring it, by name)."""
-    for path in sorted(ROBOT_CONFIG_DIR.glob("*.yaml")):
-        cfg = load_robot(path)
-        if cfg.source_format == source_format:
-            return cfg
+    """The default robot config of a source format: the one marked format_default, else the first by name."""
+    configs = [c for c in map(load_robot, sorted(ROBOT_CONFIG_DIR.glob("*.yaml"))) if c.source_format == source_format]
+    if configs:
+        return next((c for c in configs if c.format_default), configs[0])
     raise LookupError(f"no robot config declares source_format {source_format!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from functools import cache
 from pathlib import Path
 
 from pipeline import storage
@@ -49,6 +50,9 @@ def discover(root: str | Path, formats: list[str] | None = None) -> list[SourceR
         claimed.update(_relative(r, root, f) for r in found for f in r.files)
         refs += [r for r in found if not formats or name in formats]
     refs = [dataclasses.replace(r, fingerprint=_fingerprint(r, listing, root)) for r in refs]
+    read_json = cache(storage.read_json)  # recordings of a folder share their metadata file
+    refs = [dataclasses.replace(r, robot=ADAPTERS[r.source_format].robot_hint(r, read_json))
+            if hasattr(ADAPTERS[r.source_format], "robot_hint") else r for r in refs]
     return sorted(refs, key=lambda r: (r.source_format, r.key))
 
 
