@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 $(WORK)/raw/.generated: | venv
 	$(BIN)/vla-data synth --format aloha --episodes 6 --seed 0 --out $(WORK)/raw/aloha --faults nan_qpos
 	$(BIN)/vla-data synth --format agibot --episodes 6 --seed 0 --out $(WORK)/raw/agibot --faults corrupt_mp4
+	$(BIN)/vla-data synth --format galaxea --episodes 4 --seed 0 --out $(WORK)/raw/galaxea
+	$(BIN)/vla-data synth --format robotwin --episodes 4 --seed 0 --out $(WORK)/raw/robotwin
 	touch $@
 
 demo: venv $(WORK)/raw/.generated
@@ -28,9 +30,11 @@ demo: venv $(WORK)/raw/.generated
 	$(BIN)/vla-data validate $(WORK)/lerobot/aloha
 	$(BIN)/vla-data norm-stats $(WORK)/lerobot/aloha --out $(WORK)/lerobot/aloha/norm_stats.json --subtract-state arm.position
 	$(BIN)/vla-data norm-stats $(WORK)/lerobot/agibot_g1 --out $(WORK)/lerobot/agibot_g1/norm_stats.json --subtract-state arm.position
+	$(BIN)/vla-data norm-stats $(WORK)/lerobot/galaxea_r1_pro --out $(WORK)/lerobot/galaxea_r1_pro/norm_stats.json --subtract-state arm.position
+	$(BIN)/vla-data norm-stats $(WORK)/lerobot/robotwin_aloha_agilex --out $(WORK)/lerobot/robotwin_aloha_agilex/norm_stats.json --subtract-state arm.position
 	$(BIN)/vla-data stats report $(WORK)/out
-	@echo "LeRobot v3.0 datasets: $(WORK)/lerobot/{aloha,agibot_g1} (LingBot robot config in meta/lingbot_robot_config.yaml)"
-	@echo "Norm stats: $(WORK)/lerobot/aloha/norm_stats.json, $(WORK)/lerobot/agibot_g1/norm_stats.json"
+	@echo "LeRobot v3.0 datasets: $(WORK)/lerobot/{aloha,agibot_g1,galaxea_r1_pro,robotwin_aloha_agilex} (LingBot robot config in meta/lingbot_robot_config.yaml)"
+	@echo "Norm stats: $(WORK)/lerobot/<robot>/norm_stats.json"
 
 test: venv
 	$(BIN)/pytest
