@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from pipeline import storage
 from pipeline.catalog import joint_limits
+from schemas.robot import load_robot
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +369,19 @@ def section_rows(ds: Dataset, spec: Spec, p: Partial | pd.Series) -> dict[str, l
 
 # ---- datasets, graphs and schedulers --------------------------------------------------------------------------
 
+def exported_limits(info: dict, limits: list[dict]) -> dict[str, tuple[float, float]]:
+    """Joint name -> (lower, upper) in the dataset's units: the robot config's limits, with the grippers' mapped
+    to openness as the export writes them (info.json's gripper_convention)."""
+    declared = {r["joint"]: (r["lower"], r["upper"]) for r in limits}
+    if declared and "gripper_convention" in info:
+        robot = load_robot(info["robot_type"])
+        for g in robot.grippers.values():
+            name = robot.state_names[g.state_index]
+            if name in declared:
+                declared[name] = tuple(sorted(float(g.openness(v)) for v in declared[name]))
+    return declared
+
+
 def find_datasets(path: str | Path) -> list[Dataset]:
     """The LeRobot datasets at PATH (one, or DATASETS/<name>/ as `vla-data export` writes them), a folder or an
     s3:// prefix; Dask's workers then read the shards from S3 themselves."""
@@ -385,7 +399,7 @@ def find_datasets(path: str | Path) -> list[Dataset]:
         joints = tuple(info["features"][STATE]["names"])
         if info["features"][ACTION]["shape"] != [len(joints)]:
             raise ValueError(f"{root}: action and state differ in size; the lag pairs them joint by joint")
-        declared = {r["joint"]: (r["lower"], r["upper"]) for r in limits if r["robot"] == info["robot_type"]}
+        declared = exported_limits(info, [r for r in limits if r["robot"] == info["robot_type"]])
         files = tuple(storage.join(path, f) for f in sorted(listing)
                       if f.startswith(f"{prefix}data/") and f.endswith(".parquet") and f.count("/") == prefix.count("/") + 2)
         if not files:

@@ -1,4 +1,5 @@
-"""Depth, off by default: `ingest --depth` archives each source's depth streams losslessly, `export --depth` adds
+"""Depth, off by default (AgiBot PNGs, Cobot Magic images_depth, Galaxea depth topics, RoboTwin depth datasets):
+`ingest --depth` archives each source's depth streams losslessly, `export --depth` adds
 them as LeRobot depth videos (is_depth_map) that the official loader reads."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from schemas.robot import robot_for_format
 from synth.generate import generate
 from tests.test_lerobot_loader import _probe, lerobot_python  # noqa: F401  (a fixture)
 
-FORMATS = ("aloha", "agibot", "robotwin")
+FORMATS = ("aloha", "agibot", "galaxea", "robotwin")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_depth_is_kept_only_on_request_and_bit_exact(depth_run):
 def test_depth_export_loads_in_the_official_loader(depth_run, lerobot_python, tmp_path):  # noqa: F811
     work, _, _ = depth_run
     reports = run_export(work / "out", tmp_path / "lerobot", codec="h264", progress=False, depth=True)
-    assert {r.robot for r in reports} == {"aloha", "agibot_g1", "robotwin_aloha_agilex"}
+    assert {r.robot for r in reports} == {"aloha", "agibot_g1", "galaxea_r1_pro", "robotwin_aloha_agilex"}
     for r in reports:
         info = json.loads((r.path / "meta" / "info.json").read_text())
         keys = [k for k, f in info["features"].items() if f["dtype"] == "video" and f["info"]["is_depth_map"]]

@@ -99,7 +99,12 @@ def independent(root, name: str) -> dict[str, list[dict]]:
     info = json.loads((root / "meta" / "info.json").read_text())
     joints, fps = info["features"]["observation.state"]["names"], info["fps"]
     configured = (ROBOT_CONFIG_DIR / f"{info['robot_type']}.yaml").exists()
-    limits = load_robot(info["robot_type"]).joint_limits if configured else {}
+    limits = dict(load_robot(info["robot_type"]).joint_limits) if configured else {}
+    if configured and "gripper_convention" in info:  # the export writes grippers as openness: so are their limits
+        robot = load_robot(info["robot_type"])
+        for g in robot.grippers.values():
+            j = robot.state_names[g.state_index]
+            limits[j] = tuple(sorted((v - g.closed_value) / (g.open_value - g.closed_value) for v in limits[j]))
     df = _frames(root)
     state = np.stack(df["observation.state"]).astype(np.float64)
     edges = {j: limits.get(j, (state[:, d].min(), state[:, d].max())) for d, j in enumerate(joints)}
