@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # two cores are easily oversubscribed
@@ -30,6 +32,15 @@ def ray_local():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def lerobot_python() -> str:
+    """The official lerobot 0.4.4 in its own cached virtualenv (scripts/venv.sh), to load our exports with."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(repo / "scripts" / "venv.sh"), "lerobot"], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return str(Path(proc.stdout.strip()) / "bin" / "python")
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +74,8 @@ def exported(ingested, tmp_path_factory):
 
 
 truth = truth_of  # ground truth of a catalog episode
+
+
+def generated_truths(folder: Path) -> list[dict]:
+    """The ground truth of every recording the generator wrote to folder (broken ones have a "fault")."""
+    return [json.loads(p.read_text()) for p in sorted((folder / "ground_truth").glob("*.json"))]

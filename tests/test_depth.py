@@ -16,7 +16,7 @@ from pipeline import adapters
 from pipeline.video import DEPTH_MAX_MM, decode_frames
 from schemas.robot import robot_for_format
 from synth.generate import generate
-from tests.test_lerobot_loader import _probe, lerobot_python  # noqa: F401  (a fixture)
+from tests.test_lerobot_loader import _probe
 
 FORMATS = ("aloha", "agibot", "galaxea", "robotwin")
 
@@ -50,7 +50,7 @@ def test_depth_is_kept_only_on_request_and_bit_exact(depth_run):
                 np.testing.assert_array_equal(a, b)  # every millimetre kept
 
 
-def test_depth_export_loads_in_the_official_loader(depth_run, lerobot_python, tmp_path):  # noqa: F811
+def test_depth_export_loads_in_the_official_loader(depth_run, lerobot_python, tmp_path):
     work, _, _ = depth_run
     reports = run_export(work / "out", tmp_path / "lerobot", codec="h264", progress=False, depth=True)
     assert {r.robot for r in reports} == {"aloha", "agibot_g1", "galaxea_r1_pro", "robotwin_aloha_agilex"}

@@ -19,7 +19,7 @@ from pipeline.evaluate import catalog_accuracy
 from schemas.robot import load_robot
 from synth.formats import truth_of
 from synth.generate import generate
-from tests.test_lerobot_loader import _check, lerobot_python  # noqa: F401  (a fixture)
+from tests.test_lerobot_loader import _check
 from trainer.data import ShardDataset
 
 SIZE = (160, 120)
@@ -117,5 +117,5 @@ def test_joint_groups_line_up_in_the_unified_vector(fleet_export, tmp_path):
 
 
 @pytest.mark.parametrize("robot", ["galaxea_r1_pro", "robotwin_aloha_agilex"])
-def test_official_loader_reads_the_new_robots(lerobot_python, fleet, fleet_export, robot, tmp_path):  # noqa: F811
+def test_official_loader_reads_the_new_robots(lerobot_python, fleet, fleet_export, robot, tmp_path):
     _check(lerobot_python, fleet / "out", fleet_export[robot].path, tmp_path)

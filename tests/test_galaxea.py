@@ -3,7 +3,6 @@ human labels from raw_data_meta.json, segmentation accuracy and quarantine of br
 
 from __future__ import annotations
 
-import json
 import re
 
 import cv2
@@ -21,6 +20,7 @@ from schemas.robot import load_robot
 from synth.formats import truth_of
 from synth.galaxea import COLOUR, rewrite_bag
 from synth.generate import generate
+from tests.conftest import generated_truths
 
 ROBOT = load_robot("galaxea_r1_pro")
 GOOD = 4  # per variant: 8 episodes pooled for the accuracy targets
@@ -47,7 +47,7 @@ def batch(tmp_path_factory, ray_local):
 
 
 def _good(raw, variant):
-    truths = [json.loads(p.read_text()) for p in (raw / variant / "ground_truth").glob("*.json")]
+    truths = generated_truths(raw / variant)
     faulted = {gt["source_key"] for gt in truths if "fault" in gt}
     refs = adapters.discover(raw / variant, ["galaxea"])
     return sorted((r for r in refs if r.key not in faulted), key=lambda r: r.key)
@@ -77,16 +77,14 @@ def test_each_fault_is_quarantined_while_good_episodes_finish(batch):
     quarantine = {q["source_uri"]: q for q in pq.read_table(out / "catalog" / "quarantine.parquet").to_pylist()}
     seen = set()
     for variant in SEEDS:
-        for path in (raw / variant / "ground_truth").glob("*.json"):
-            gt = json.loads(path.read_text())
-            if "fault" in gt:
-                q = quarantine[str(raw / variant / gt["source_key"])]
-                assert q["reason_code"] == FAULT_CODES[gt["fault"]], (variant, gt["fault"], q)
-                expected = REASONS[gt["fault"]].format(name=gt["source_key"].split("/")[-1])
-                assert expected in q["reason"], (variant, gt["fault"], q["reason"])
-                if gt["fault"] == "topic_gap":  # the 2 s without left arm feedback, less one sample period
-                    assert 1.9 <= float(re.search(r"largest gap ([\d.]+) s", q["reason"])[1]) <= 2.0
-                seen.add((variant, gt["fault"]))
+        for gt in (gt for gt in generated_truths(raw / variant) if "fault" in gt):
+            q = quarantine[str(raw / variant / gt["source_key"])]
+            assert q["reason_code"] == FAULT_CODES[gt["fault"]], (variant, gt["fault"], q)
+            expected = REASONS[gt["fault"]].format(name=gt["source_key"].split("/")[-1])
+            assert expected in q["reason"], (variant, gt["fault"], q["reason"])
+            if gt["fault"] == "topic_gap":  # the 2 s without left arm feedback, less one sample period
+                assert 1.9 <= float(re.search(r"largest gap ([\d.]+) s", q["reason"])[1]) <= 2.0
+            seen.add((variant, gt["fault"]))
     assert seen == {(v, f) for v in SEEDS for f in FAULT_CODES} and len(quarantine) == len(seen)
     episodes = pq.read_table(out / "catalog" / "episodes.parquet").to_pylist()
     assert len(episodes) == 2 * GOOD and all(e["num_clips"] > 0 and e["robot"] == ROBOT.name for e in episodes)

@@ -22,13 +22,6 @@ HORIZON = 50
 MIN_PSNR_DB = 30.0  # lossy codec at CRF 30: 30 dB is a faithful frame; a wrong frame scores far lower
 
 
-@pytest.fixture(scope="module")
-def lerobot_python() -> str:
-    proc = subprocess.run([str(REPO / "scripts" / "venv.sh"), "lerobot"], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return str(Path(proc.stdout.strip()) / "bin" / "python")
-
-
 def _probe(python: str, root: Path, indices: list[int], tmp_path: Path) -> dict:
     out = tmp_path / f"{root.name}.npz"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.parquet as pq
 import pytest
 
 from jobs.ingest import run_ingest
 from synth.generate import generate
-from tests.conftest import FAULTS
+from tests.conftest import FAULTS, generated_truths
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +25,7 @@ def test_each_fault_is_quarantined_with_its_reason(broken_batch):
     by_key = {(q["source_format"], q["source_key"]): q for q in quarantine}
     seen = set()
     for fmt, faults in FAULTS.items():
-        for path in (raw / fmt / "ground_truth").glob("*.json"):
-            gt = json.loads(path.read_text())
-            if "fault" not in gt:
-                continue
+        for gt in (gt for gt in generated_truths(raw / fmt) if "fault" in gt):
             key = gt["source_key"] if fmt == "agibot" else f"{fmt}/{gt['source_key']}"
             q = by_key[(fmt, key)]
             assert q["reason_code"] == faults[gt["fault"]], (gt["fault"], q)

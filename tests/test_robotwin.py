@@ -17,6 +17,7 @@ from pipeline import adapters
 from schemas.episode import QuarantineError
 from schemas.robot import load_robot
 from synth.generate import generate
+from tests.conftest import generated_truths
 
 ROBOT = load_robot("robotwin_aloha_agilex")
 GOOD = 4  # per layout: 8 episodes pooled for the accuracy targets
@@ -48,7 +49,7 @@ def _refs(root, layout=None):
 
 
 def _good(raw, layout):
-    truths = [json.loads(p.read_text()) for p in (raw / layout / "ground_truth").glob("*.json")]
+    truths = generated_truths(raw / layout)
     faulted = {gt["source_key"] for gt in truths if "fault" in gt}
     return [r for r in _refs(raw, layout) if r.key not in faulted]
 
@@ -58,16 +59,14 @@ def test_each_fault_is_quarantined_while_good_episodes_finish(batch):
     quarantine = {q["source_key"]: q for q in pq.read_table(out / "catalog" / "quarantine.parquet").to_pylist()}
     seen = set()
     for layout in SEEDS:
-        for path in (raw / layout / "ground_truth").glob("*.json"):
-            gt = json.loads(path.read_text())
-            if "fault" in gt:
-                q = quarantine[gt["source_key"]]
-                assert q["reason_code"] == FAULT_CODES[gt["fault"]], (layout, gt["fault"], q)
-                assert REASONS[layout][gt["fault"]] in q["reason"], (layout, gt["fault"], q["reason"])
-                if gt["fault"] == "camera_short":  # "<T> joint samples but left_camera has <T - 10> frames"
-                    total, short = map(int, re.findall(r"\d+", q["reason"]))
-                    assert total - short == 10
-                seen.add((layout, gt["fault"]))
+        for gt in (gt for gt in generated_truths(raw / layout) if "fault" in gt):
+            q = quarantine[gt["source_key"]]
+            assert q["reason_code"] == FAULT_CODES[gt["fault"]], (layout, gt["fault"], q)
+            assert REASONS[layout][gt["fault"]] in q["reason"], (layout, gt["fault"], q["reason"])
+            if gt["fault"] == "camera_short":  # "<T> joint samples but left_camera has <T - 10> frames"
+                total, short = map(int, re.findall(r"\d+", q["reason"]))
+                assert total - short == 10
+            seen.add((layout, gt["fault"]))
     assert seen == {(layout, f) for layout in SEEDS for f in FAULT_CODES} and len(quarantine) == len(seen)
     episodes = pq.read_table(out / "catalog" / "episodes.parquet").to_pylist()
     assert len(episodes) == 2 * GOOD and all(e["num_clips"] > 0 and e["robot"] == ROBOT.name for e in episodes)
