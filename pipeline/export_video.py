@@ -12,8 +12,8 @@ import numpy as np
 
 from pipeline.export_plan import SourceEpisode
 from pipeline.stats import depth_stats, image_stats
-from pipeline.video import DEPTH_EXPORT, DEPTH_MAX_MM, Mp4Writer, decode_frames
-from schemas.lerobot import QUANTILES
+from pipeline.video import DEPTH_EXPORT, Mp4Writer, decode_frames
+from schemas.lerobot import DEPTH_MAX_MM, QUANTILES
 
 MAX_STAT_SAMPLES = 100  # frames per episode sampled for image stats, as lerobot does for short episodes
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schemas.lerobot import DEPTH_MAX_MM
+
 SUMMARY_POINTS = 2000  # rank error of merged quantiles <= 1 / 2000 = 0.0005
 
 
@@ -129,9 +131,9 @@ def image_stats(frames: list[np.ndarray], quantiles: tuple[float, ...]) -> dict[
 
 
 def depth_stats(frames: list[np.ndarray], quantiles: tuple[float, ...]) -> dict[str, np.ndarray]:
-    """Stats of sampled depth frames (uint16 mm) in the units a loader sees them (value / 4095, in [0, 1]), shaped
+    """Stats of sampled depth frames (uint16 mm) in the units a loader sees them (mm / DEPTH_MAX_MM, in [0, 1]), shaped
     (3, 1, 1) like an image's so that lerobot's stats aggregation accepts them; count = number of frames."""
-    x = np.concatenate([f.ravel() for f in frames]).astype(np.float64) / 4095.0
+    x = np.concatenate([f.ravel() for f in frames]).astype(np.float64) / DEPTH_MAX_MM
     out = {"min": x.min(), "max": x.max(), "mean": x.mean(), "std": x.std(),
            **{f"q{int(round(q * 100)):02d}": np.quantile(x, q) for q in quantiles}}
     return {**{k: np.full((3, 1, 1), v) for k, v in out.items()}, "count": np.array([len(frames)])}

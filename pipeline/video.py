@@ -22,10 +22,9 @@ CODEC_OPTIONS = {
     "libx265": {"x265-params": "lossless=1:pools=1:log-level=error"},  # depth in exports: exact 12-bit
 }
 # Depth (uint16 millimetres): the ingest archive keeps every value (FFV1 gray16le, .mkv); exports use lossless
-# 12-bit HEVC in mp4 (LeRobot's depth codec), so millimetres up to DEPTH_MAX_MM.
+# 12-bit HEVC in mp4 (LeRobot's depth codec), so millimetres up to schemas.lerobot.DEPTH_MAX_MM.
 DEPTH_ARCHIVE = ("ffv1", "gray16le")
 DEPTH_EXPORT = ("libx265", "gray12le")
-DEPTH_MAX_MM = 4095
 
 
 class Mp4Writer:

@@ -39,8 +39,11 @@ def video_feature(height: int, width: int, fps: int, codec: str, gop: int, crf: 
     }
 
 
+DEPTH_MAX_MM = 4095  # exported depth is 12-bit millimetres: farther readings are clipped to this
+
+
 def depth_feature(height: int, width: int, fps: int, gop: int) -> dict:
-    """A depth camera: lossless 12-bit HEVC whose gray values are millimetres (0 = no reading, at most 4095)."""
+    """A depth camera: lossless 12-bit HEVC whose gray values are millimetres (0 = no reading, at most DEPTH_MAX_MM)."""
     feature = video_feature(height, width, fps, "hevc", gop, 0)
     feature["info"] |= {"video.pix_fmt": "gray12le", "video.channels": 1, "video.crf": None, "video.preset": None,
                         "video.is_depth_map": True, "is_depth_map": True, "depth_unit": "mm"}

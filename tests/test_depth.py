@@ -13,7 +13,8 @@ import pytest
 from jobs.export import run_export
 from jobs.ingest import run_ingest
 from pipeline import adapters
-from pipeline.video import DEPTH_MAX_MM, decode_frames
+from pipeline.video import decode_frames
+from schemas.lerobot import DEPTH_MAX_MM
 from schemas.robot import robot_for_format
 from synth.generate import generate
 from tests.test_lerobot_loader import _probe

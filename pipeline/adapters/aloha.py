@@ -6,7 +6,6 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 
-import cv2
 import h5py
 import numpy as np
 
@@ -24,8 +23,7 @@ def discover(root: str, files: list[str]) -> list[SourceRef]:
 
 
 def _frames(path: Path, cam: str):
-    """Streams one camera's frames as RGB. JPEG rows are decoded with cv2.imdecode and no channel swap:
-    the recorders passed RGB to cv2.imencode, so imdecode gives RGB back."""
+    """Streams one camera's frames as RGB: raw rows as they are, JPEG rows through common.rgb_from_jpeg_row."""
 
     def gen():
         i = 0
@@ -34,10 +32,7 @@ def _frames(path: Path, cam: str):
                 data = f[f"observations/images/{cam}"]
                 compressed = data.ndim == 2
                 for i in range(data.shape[0]):
-                    img = cv2.imdecode(data[i], cv2.IMREAD_COLOR) if compressed else data[i]
-                    if img is None:
-                        raise QuarantineError("corrupt_image", f"camera {cam} frame {i}: JPEG does not decode")
-                    yield img
+                    yield common.rgb_from_jpeg_row(data[i], cam, i) if compressed else data[i]
         except OSError as e:
             raise QuarantineError("unreadable_hdf5", f"camera {cam} frame {i}: {e}") from e
 

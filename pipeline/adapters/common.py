@@ -1,4 +1,5 @@
-"""Helpers shared by all adapters: provenance (content hash) and the recording time of clock-less formats."""
+"""Helpers shared by all adapters: provenance (content hash), the recording time of clock-less formats, and the
+JPEG rows of HDF5 recorders."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas.episode import SourceRef
+import cv2
+import numpy as np
+
+from schemas.episode import QuarantineError, SourceRef
 
 
 def content_hash(ref: SourceRef) -> str:
@@ -25,3 +29,13 @@ def content_hash(ref: SourceRef) -> str:
 def file_time(path: Path) -> datetime:
     """A recording's start when its format keeps no clock: the file's modification time, in UTC."""
     return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def rgb_from_jpeg_row(row, cam: str, i: int) -> np.ndarray:
+    """One JPEG row (bytes, or uint8 padded with zeros) as RGB. No channel swap: the ALOHA and RoboTwin recorders
+    handed RGB arrays to cv2.imencode, so cv2.imdecode gives RGB back."""
+    buf = np.frombuffer(row, np.uint8) if isinstance(row, bytes) else np.asarray(row, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise QuarantineError("corrupt_image", f"camera {cam} frame {i}: JPEG does not decode")
+    return img

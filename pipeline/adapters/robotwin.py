@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 
@@ -98,15 +97,6 @@ XPOLICY_LAYOUT = _Layout(_xpolicy_signals, lambda cam: f"vision/{XPOLICY_CAMERAS
                          lambda cam: f"vision/{XPOLICY_CAMERAS.get(cam, cam)}/depths", 1)
 
 
-def _jpeg(row, cam: str, i: int) -> np.ndarray:
-    """One JPEG row as RGB: the recorder handed RGB arrays to cv2.imencode, so imdecode gives RGB back."""
-    buf = np.frombuffer(row, np.uint8) if isinstance(row, bytes) else np.asarray(row, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise QuarantineError("corrupt_image", f"camera {cam} frame {i}: JPEG does not decode")
-    return img
-
-
 def _millimetres(row, cam: str, i: int) -> np.ndarray:
     """A float depth image in mm as uint16 mm; no reading (NaN, inf, negative) becomes 0."""
     mm = np.nan_to_num(np.asarray(row, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -148,7 +138,7 @@ def read(ref: SourceRef, robot: RobotConfig) -> Episode:
     return Episode(
         source=ref, robot=robot.name, fps=robot.fps, timestamps=np.arange(n) / robot.fps, state=state,
         action=action, state_names=robot.state_names, action_names=robot.action_names,
-        cameras=[CameraStream(c.name, c.role, frames=_stream(path, layout.colour(c.name), c.name, n, _jpeg))
+        cameras=[CameraStream(c.name, c.role, frames=_stream(path, layout.colour(c.name), c.name, n, common.rgb_from_jpeg_row))
                  for c in robot.cameras],
         depth=[CameraStream(f"{c.name}_depth", c.role,
                             frames=_stream(path, layout.depth(c.name), f"{c.name}_depth", n, _millimetres))
